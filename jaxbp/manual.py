@@ -1,0 +1,225 @@
+"""Reading a function's jaxpr: which derivatives are hand-written, and the reference twin.
+
+Two tools, both walking the forward jaxpr (recursing into ``jit``, ``jax.checkpoint``,
+``scan``, ``cond`` and ``while`` bodies):
+
+* :func:`find_non_manual` / :func:`assert_fully_manual` report every differentiable
+  primitive that lies on a path from the differentiated arguments to the output but
+  is *not* inside a ``custom_vjp`` -- i.e. whose derivative autodiff would write
+  rather than a hand-written rule.
+* :func:`strip_custom_vjps` returns the same function with every ``custom_vjp``
+  replaced by its primal body. jaxbp ops use their :mod:`jaxbp.reference` twin as
+  that body, so ``jax.grad`` of the stripped function is ``jax.grad`` through the
+  reference math: the ground truth a network's manual gradient is checked against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax._src import source_info_util
+from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+
+_CUSTOM_VJP = "custom_vjp_call"
+# Primitives whose outputs carry no derivative even for float inputs.
+_ZERO_DERIVATIVE = {"stop_gradient", "sign", "floor", "ceil", "round", "is_finite", "random_bits", "random_wrap"}
+
+
+def _is_float(var: Any) -> bool:
+    dtype = getattr(var.aval, "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.inexact)
+
+
+def _sub_jaxpr(value: Any) -> tuple[Jaxpr, list] | None:
+    if isinstance(value, ClosedJaxpr):
+        return value.jaxpr, list(value.consts)
+    if isinstance(value, Jaxpr):
+        return value, []
+    return None
+
+
+# ------------------------------------------------------------- strip_custom_vjps
+
+
+def _eval_stripped(jaxpr: Jaxpr, consts: Sequence, *args: Any) -> list:
+    """Evaluate ``jaxpr`` with every custom_vjp_call replaced by its primal body."""
+    env: dict = {}
+
+    def read(v):
+        return v.val if isinstance(v, Literal) else env[v]
+
+    env.update(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        inline = _sub_jaxpr(eqn.params.get("call_jaxpr" if name == _CUSTOM_VJP else "jaxpr"))
+        if name == _CUSTOM_VJP or (inline and name in ("jit", "pjit", "closed_call", "checkpoint", "remat")):
+            body, body_consts = inline
+            outs = _eval_stripped(body, body_consts, *invals)
+        else:
+            params = {key: _strip_param(value) for key, value in eqn.params.items()}
+            outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+        env.update(zip(eqn.outvars, outs))
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _strip_param(value: Any) -> Any:
+    """Rewrite closed sub-jaxprs (scan/cond/while bodies) without custom VJPs."""
+    if isinstance(value, ClosedJaxpr):
+        avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in value.jaxpr.invars]
+        return jax.make_jaxpr(lambda *a: _eval_stripped(value.jaxpr, value.consts, *a))(*avals)
+    if isinstance(value, tuple) and value and all(isinstance(v, ClosedJaxpr) for v in value):
+        return tuple(_strip_param(v) for v in value)
+    return value
+
+
+def strip_custom_vjps(f: Callable) -> Callable:
+    """Return ``f`` with every ``custom_vjp`` replaced by its primal (reference) math.
+
+    The result computes the same values; ``jax.grad`` of it differentiates the
+    reference functions with JAX's own rules. Positional arguments only.
+    """
+
+    def stripped(*args):
+        closed, out_shape = jax.make_jaxpr(f, return_shape=True)(*args)
+        flat_args = jax.tree_util.tree_leaves(args)
+        outs = _eval_stripped(closed.jaxpr, closed.consts, *flat_args)
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
+
+    stripped.__name__ = f"reference_{getattr(f, '__name__', 'function')}"
+    return stripped
+
+
+# ------------------------------------------------------------- find_non_manual
+
+
+@dataclasses.dataclass(frozen=True)
+class NonManualPrimitive:
+    """A differentiable primitive outside every custom VJP."""
+
+    primitive: str
+    where: str  # "file:line (function)" of the user code that emitted it
+    context: str  # enclosing jit/scan/cond bodies, outermost first
+
+    def __str__(self) -> str:
+        inside = f" inside {self.context}" if self.context else ""
+        return f"{self.primitive} at {self.where}{inside}"
+
+
+def _walk(jaxpr: Jaxpr, tainted_in: Sequence[bool], context: str, found: list) -> list[bool]:
+    """Propagate "depends on a differentiated input" through ``jaxpr``; collect findings.
+
+    Returns the taint of each output.
+    """
+    tainted: set = {v for v, t in zip(jaxpr.invars, tainted_in) if t}
+    needed = _float_ancestors_of_outputs(jaxpr)
+
+    def is_tainted(v):
+        return not isinstance(v, Literal) and v in tainted
+
+    for eqn in jaxpr.eqns:
+        name = eqn.primitive.name
+        ins = [is_tainted(v) for v in eqn.invars]
+        if not any(ins):
+            continue
+        outs = _walk_eqn(eqn, ins, context, found)
+        tainted.update(v for v, t in zip(eqn.outvars, outs) if t)
+        float_in = any(t and _is_float(v) for v, t in zip(eqn.invars, ins))
+        float_out = any(_is_float(v) and v in needed for v in eqn.outvars)
+        if outs is _LEAF and float_in and float_out and name not in _ZERO_DERIVATIVE:
+            where = source_info_util.summarize(eqn.source_info)
+            found.append(NonManualPrimitive(name, where, context))
+    return [is_tainted(v) for v in jaxpr.outvars]
+
+
+def _float_ancestors_of_outputs(jaxpr: Jaxpr) -> set:
+    """Variables the outputs depend on through floating-point values only.
+
+    A comparison (bool output) cuts the chain: ``x.sum() > 0`` as a ``cond``
+    predicate is not a path along which derivatives flow.
+    """
+    needed = {v for v in jaxpr.outvars if not isinstance(v, Literal)}
+    for eqn in reversed(jaxpr.eqns):
+        if any(_is_float(v) and v in needed for v in eqn.outvars):
+            needed.update(v for v in eqn.invars if not isinstance(v, Literal) and _is_float(v))
+    return needed
+
+
+class _LeafTaint(list):
+    """Marker: the eqn was not a container; its outputs are tainted iff any input is."""
+
+
+_LEAF = _LeafTaint()
+
+
+def _walk_eqn(eqn, ins: list[bool], context: str, found: list) -> list[bool]:
+    name, params = eqn.primitive.name, eqn.params
+    n_out = len(eqn.outvars)
+    where = f"{context} > {name}" if context else name
+    if name == _CUSTOM_VJP:
+        return [True] * n_out
+    if name == "scan":
+        body, n_consts, n_carry = params["jaxpr"].jaxpr, params["num_consts"], params["num_carry"]
+        consts, carry, xs = ins[:n_consts], ins[n_consts : n_consts + n_carry], ins[n_consts + n_carry :]
+        while True:  # fixed point: a carry becomes tainted if any iteration taints it
+            outs = _walk(body, consts + carry + xs, where, [])
+            new_carry = [a or b for a, b in zip(carry, outs[:n_carry])]
+            if new_carry == carry:
+                return _walk(body, consts + carry + xs, where, found)
+            carry = new_carry
+    if name == "while":
+        n_cond, n_body = params["cond_nconsts"], params["body_nconsts"]
+        body = params["body_jaxpr"].jaxpr
+        consts, carry = ins[n_cond : n_cond + n_body], ins[n_cond + n_body :]
+        while True:
+            outs = _walk(body, consts + carry, where, [])
+            new_carry = [a or b for a, b in zip(carry, outs)]
+            if new_carry == carry:
+                return _walk(body, consts + carry, where, found)
+            carry = new_carry
+    if name == "cond":
+        branch_outs = [_walk(b.jaxpr, ins[1:], where, found) for b in params["branches"]]
+        return [any(ts) for ts in zip(*branch_outs)]
+    sub = _sub_jaxpr(params.get("jaxpr"))
+    if sub is not None and len(sub[0].invars) == len(ins):  # jit, checkpoint, closed_call
+        return _walk(sub[0], ins, where, found)
+    return _LEAF
+
+
+def find_non_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | None = None) -> list[NonManualPrimitive]:
+    """List the differentiable primitives of ``f(*args)`` that are outside a custom VJP.
+
+    Only primitives on a path from the arguments in ``argnums`` (default: all) with
+    a floating-point input and output are reported.
+    """
+    closed = jax.make_jaxpr(f)(*args)
+    positions = range(len(args)) if argnums is None else ([argnums] if isinstance(argnums, int) else argnums)
+    tainted_in = []
+    for position, arg in enumerate(args):
+        tainted_in += [position in positions] * len(jax.tree_util.tree_leaves(arg))
+    found: list[NonManualPrimitive] = []
+    _walk(closed.jaxpr, tainted_in, "", found)
+    return found
+
+
+def assert_fully_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | None = None) -> None:
+    """Raise ``AssertionError`` naming each differentiable primitive outside a custom VJP.
+
+    Passes when every derivative ``jax.grad(f)`` would take comes from a
+    hand-written rule.
+    """
+    found = find_non_manual(f, *args, argnums=argnums)
+    if found:
+        name = getattr(f, "__name__", "function")
+        lines = "\n".join(f"  - {item}" for item in found)
+        raise AssertionError(
+            f"{name} is not fully manual: {len(found)} differentiable primitive(s) outside a custom VJP:\n{lines}\n"
+            "Use the jaxbp.ops equivalent (or define_op a new op) instead of raw jax.numpy math."
+        )

@@ -1,0 +1,25 @@
+"""Ops with hand-written backward rules; each has a twin in :mod:`jaxbp.reference`."""
+
+from jaxbp.ops.activations import elu, gelu, leaky_relu, relu, sigmoid, tanh
+from jaxbp.ops.dense import dense
+from jaxbp.ops.losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
+from jaxbp.ops.softmax import log_softmax, softmax
+from jaxbp.ops.structural import add, flatten, reshape
+
+__all__ = [
+    "add",
+    "binary_cross_entropy_with_logits",
+    "dense",
+    "elu",
+    "flatten",
+    "gelu",
+    "leaky_relu",
+    "log_softmax",
+    "mse",
+    "relu",
+    "reshape",
+    "sigmoid",
+    "softmax",
+    "softmax_cross_entropy",
+    "tanh",
+]
