@@ -110,7 +110,7 @@ def numerical_gradient(
         difference = jax.jit(jax.vmap(lambda step: (f_of_flat(flat + step) - f_of_flat(flat - step)) / (2 * eps)))
         size = flat.size
         parts = [
-            difference(eps * jnp.eye(size, dtype=flat.dtype)[start : start + chunk_size])
+            difference(eps * np.eye(size, dtype=flat.dtype)[start : start + chunk_size])
             for start in range(0, size, chunk_size)
         ]
         grads.append(unravel(jnp.concatenate(parts) if parts else flat))
@@ -205,7 +205,7 @@ def check_gradients(
       numerical: also compare with central differences (one pair of forward
         passes per input element; turn off for large inputs).
       eps: the finite-difference step.
-      seed: seeds the random output cotangent.
+      seed: seeds the random (standard normal) output cotangent.
     Returns:
       a :class:`GradientReport`; call ``.assert_ok()`` to enforce thresholds.
     """
@@ -228,15 +228,17 @@ def check_gradients(
         return of_selected
 
     selected = tuple(args[i] for i in positions)
-    output, manual_vjp = jax.vjp(restricted(f), *selected)
-    reference_output, reference_vjp = jax.vjp(restricted(reference), *selected)
-    out_leaves, out_tree = jax.tree_util.tree_flatten(output)
-    keys = jax.random.split(jax.random.key(seed), len(out_leaves))
-    cotangent = jax.tree_util.tree_unflatten(
-        out_tree, [jax.random.normal(k, jnp.shape(x), jnp.result_type(x)) for k, x in zip(keys, out_leaves)]
-    )
-    manual = manual_vjp(cotangent)
-    expected = reference_vjp(cotangent)
+    out_leaves, out_tree = jax.tree_util.tree_flatten(jax.eval_shape(restricted(f), *selected))
+    rng = np.random.default_rng(seed)
+    cotangent = jax.tree_util.tree_unflatten(out_tree, [rng.standard_normal(x.shape).astype(x.dtype) for x in out_leaves])
+
+    @jax.jit  # one compilation instead of one per primitive: these checks run thousands of times in tests
+    def vjps(selected, cotangent):
+        output, manual_vjp = jax.vjp(restricted(f), *selected)
+        reference_output, reference_vjp = jax.vjp(restricted(reference), *selected)
+        return output, reference_output, manual_vjp(cotangent), reference_vjp(cotangent)
+
+    output, reference_output, manual, expected = vjps(selected, cotangent)
     if numerical:
 
         def projected(*selected_args):
@@ -255,7 +257,7 @@ def check_gradients(
                     argument=position,
                     path=jax.tree_util.keystr(path),
                     shape=tuple(jnp.shape(got)),
-                    manual_norm=float(jnp.linalg.norm(jnp.ravel(got))),
+                    manual_norm=float(np.linalg.norm(np.asarray(got, np.float64))),
                     vs_reference=relative_error(got, want),
                     vs_numerical=None if approx is None else relative_error(got, approx),
                 )

@@ -66,6 +66,9 @@ ArrayFn = Callable[[np.ndarray], np.ndarray]
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "linear")
 #: A length ``q`` above this is treated as divergent (``fixed_point_q`` returns ``inf``).
 Q_MAX = 1e15
+#: Largest Gauss--Hermite degree accepted: numpy's ``hermegauss`` returns NaN weights from
+#: about 380 nodes on.
+MAX_HERMITE_DEGREE = 300
 
 _HYPER_DEFAULTS: dict[str, dict[str, float]] = {
     "leaky_relu": {"negative_slope": 0.01},
@@ -125,7 +128,8 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 def _std_normal_cdf(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + _erf(np.asarray(x, dtype=float) / math.sqrt(2.0)).astype(float))
+    erf = _erf(np.asarray(x, dtype=float) / math.sqrt(2.0))
+    return 0.5 * (1.0 + np.asarray(erf, dtype=float))
 
 
 def activation_and_derivative(name: str, **hyper: float) -> tuple[ArrayFn, ArrayFn]:
@@ -201,9 +205,6 @@ def activation_and_derivative(name: str, **hyper: float) -> tuple[ArrayFn, Array
 
 
 # --------------------------------------------------------------------------- quadrature
-#: Largest Gauss--Hermite degree accepted: numpy's ``hermegauss`` returns NaN weights from
-#: about 380 nodes on.
-MAX_HERMITE_DEGREE = 300
 #: Gauss--Legendre nodes per panel of the default composite rule.
 _PANEL_NODES = 16
 #: The composite rule integrates z over [-12, 12]; the Gaussian mass outside is ~4e-33.
@@ -399,20 +400,19 @@ def _bracket_and_bisect(g: Callable[[float], float], q: float, step: float, tol:
             hi = q + d
             if hi > Q_MAX:
                 return math.inf
-    # invariant: g(lo) >= 0 > g(hi) (decreasing case) or g(lo) > 0 >= g(hi)
-    if g(lo) == 0.0:
-        return lo
-    if g(hi) == 0.0:
-        return hi
+    # invariant: g(lo) >= 0 >= g(hi); lo = 0 with g(0) = 0 is the fixed point q* = 0
     while hi - lo > tol * hi:
         mid = 0.5 * (lo + hi)
         if mid <= lo or mid >= hi:
             break
-        if g(mid) > 0.0:
+        g_mid = g(mid)
+        if g_mid == 0.0:
+            return mid
+        if g_mid > 0.0:
             lo = mid
         else:
             hi = mid
-    return lo if (lo == 0.0 and g(0.0) == 0.0) else 0.5 * (lo + hi)
+    return 0.0 if lo == 0.0 else 0.5 * (lo + hi)
 
 
 def chi1(
@@ -538,7 +538,9 @@ def predicted_delta_norms(
     with norm ``delta_last``); consecutive entries satisfy
     :math:`\|\delta_l\| / \|\delta_{l+1}\| = \sqrt{\chi_1}`.
     """
-    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
+    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)):
+        raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+    if num_layers < 1:
         raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
     c = chi1(sigma_w2, sigma_b2, activation, degree=degree, **hyper)
     layers = np.arange(1, num_layers + 1)

@@ -18,12 +18,13 @@ from jaxbp.core import Array, as_float_array, elementwise, static_float
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
-# y = sigma(x)          residual: y
-# dx = dy * y * (1 - y)
+# y = sigma(x)          residual: x
+# dx = dy * sigma(x) * sigma(-x)      (= y (1 - y), but exact in the tails: at x = 100,
+#                                      y rounds to 1 and y (1 - y) to 0, while sigma(-x) keeps 3.7e-44)
 _sigmoid = elementwise(
     reference.sigmoid,
-    residual=lambda x, y: y,
-    derivative=lambda y: y * (1 - y),
+    residual=lambda x, y: x,
+    derivative=lambda x: reference.sigmoid(x) * reference.sigmoid(-x),
 )
 
 # y = tanh(x)           residual: y
@@ -85,7 +86,7 @@ _gelu = elementwise(
 
 
 def sigmoid(x: Array) -> Array:
-    """Logistic sigmoid; backward ``dx = dy * y (1 - y)`` from the saved output."""
+    """Logistic sigmoid; backward ``dx = dy * sigma(x) sigma(-x)`` (= y (1 - y), exact when saturated)."""
     return _sigmoid(as_float_array("sigmoid", "x", x))
 
 

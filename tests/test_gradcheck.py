@@ -1,0 +1,173 @@
+"""gradcheck and the jaxpr tools: they must catch wrong backward rules and non-manual math."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbp import nn, ops
+from jaxbp.core import define_op
+from jaxbp.gradcheck import (
+    assert_fully_manual,
+    check_gradients,
+    find_non_manual,
+    numerical_gradient,
+    relative_error,
+    strip_custom_vjps,
+)
+
+
+def _cube(x):
+    return x**3
+
+
+def _cube_fwd(x):
+    return x**3, x
+
+
+def _cube_wrong_bwd(x, dy):
+    return (dy * 2 * x**2,)  # the bug: should be 3 x^2
+
+
+wrong_cube = define_op(_cube, _cube_fwd, _cube_wrong_bwd)
+
+
+def test_numerical_gradient_of_known_functions(x64):
+    x = jnp.array([0.3, -1.2, 2.0])
+    np.testing.assert_allclose(numerical_gradient(lambda x: jnp.sum(jnp.sin(x)), x), np.cos([0.3, -1.2, 2.0]), rtol=1e-9)
+    tree = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(3.0)}
+    grad = numerical_gradient(lambda t: t["a"][0] * t["a"][1] * t["b"], tree)
+    np.testing.assert_allclose(grad["a"], [6.0, 3.0], rtol=1e-9)
+    np.testing.assert_allclose(grad["b"], 2.0, rtol=1e-9)
+
+
+def test_numerical_gradient_multiple_argnums_and_chunking(x64):
+    f = lambda x, y: jnp.sum(x * y**2)  # noqa: E731
+    x, y = jnp.arange(1.0, 6.0), jnp.arange(2.0, 7.0)
+    gx, gy = numerical_gradient(f, x, y, argnums=(0, 1), chunk_size=2)
+    np.testing.assert_allclose(gx, y**2, rtol=1e-7)  # central differences: O(eps^2) + rounding/eps
+    np.testing.assert_allclose(gy, 2 * x * y, rtol=1e-7)
+
+
+def test_numerical_gradient_requires_float64_and_scalar_output():
+    with jax.enable_x64(False):
+        with pytest.raises(RuntimeError, match="numerical_gradient needs float64"):
+            numerical_gradient(jnp.sum, jnp.ones(2))
+    with jax.enable_x64(True):
+        with pytest.raises(ValueError, match="f must return a scalar"):
+            numerical_gradient(lambda x: x, jnp.ones(2))
+
+
+def test_relative_error_definition():
+    assert relative_error(jnp.zeros(3), jnp.zeros(3)) == 0.0
+    assert relative_error(jnp.array([1.0, 0.0]), jnp.array([-1.0, 0.0])) == pytest.approx(1.0)
+    assert relative_error(jnp.array([3.0, 4.0]), jnp.array([3.0, 4.0 + 1e-3])) == pytest.approx(1e-3 / 10.0, rel=1e-3)
+    with pytest.raises(ValueError, match="sizes differ"):
+        relative_error(jnp.ones(2), jnp.ones(3))
+
+
+def test_check_gradients_catches_a_wrong_backward_rule(x64):
+    report = check_gradients(wrong_cube, jnp.array([0.5, -1.0, 2.0]))
+    assert report.worst_vs_reference > 0.1  # 2x^2 vs 3x^2
+    assert report.worst_vs_numerical > 0.1
+    with pytest.raises(AssertionError, match="vs jax.grad\\(reference\\)"):
+        report.assert_ok()
+
+
+def test_check_gradients_passes_a_correct_network_and_prints_a_table(x64):
+    network = nn.mlp([5, 3], "tanh")
+    params, _ = network.init(jax.random.key(0), (4, 2))
+    x = jax.random.normal(jax.random.key(1), (4, 2))
+    labels = jnp.array([0, 1, 2, 1])
+    report = check_gradients(lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), labels), params, x)
+    report.assert_ok()
+    assert len(report.rows) == 5  # w, b of two layers + x
+    text = str(report)
+    assert "vs jax.grad(ref)" in text and "[0][0]['w']" in text and "(2, 5)" in text
+
+
+def test_check_gradients_skips_integer_arguments_and_honours_argnums(x64):
+    logits = jax.random.normal(jax.random.key(0), (3, 4))
+    labels = jnp.array([0, 3, 1])
+    report = check_gradients(ops.softmax_cross_entropy, logits, labels)
+    assert [r.argument for r in report.rows] == [0]
+    report = check_gradients(ops.mse, logits, logits * 2, argnums=1, numerical=False)
+    assert [r.argument for r in report.rows] == [1] and report.rows[0].vs_numerical is None
+
+
+def test_check_gradients_requires_float64():
+    with jax.enable_x64(False):
+        with pytest.raises(RuntimeError, match="jax.enable_x64"):
+            check_gradients(ops.tanh, jnp.ones(2))
+
+
+def test_strip_custom_vjps_recovers_the_reference_gradient(x64):
+    x = jnp.array([0.5, -1.0, 2.0])
+    f = lambda x: jnp.sum(wrong_cube(x))  # noqa: E731
+    np.testing.assert_allclose(jax.grad(f)(x), 2 * x**2)  # the wrong manual rule
+    np.testing.assert_allclose(jax.grad(strip_custom_vjps(f))(x), 3 * x**2)  # autodiff through x**3
+
+
+def test_strip_custom_vjps_inside_jit_scan_and_cond(x64):
+    def f(x):
+        def body(carry, _):
+            return wrong_cube(carry) * 0.5, None
+
+        y = jax.jit(lambda x: jax.lax.scan(body, x, None, length=2)[0])(x)
+        return jnp.sum(jax.lax.cond(jnp.sum(x) > 0, wrong_cube, jnp.sin, y))
+
+    x = jnp.array([0.7, 0.4])
+    expected = jax.grad(lambda x: jnp.sum(((((x**3) * 0.5) ** 3) * 0.5) ** 3))(x)
+    np.testing.assert_allclose(jax.grad(strip_custom_vjps(f))(x), expected, rtol=1e-12)
+    assert relative_error(jax.grad(f)(x), expected) > 0.1
+
+
+def test_assert_fully_manual_passes_on_an_nn_network_and_loss():
+    network = nn.mlp([8, 8, 3], "gelu", residual_blocks=True)
+    params, _ = network.init(jax.random.key(0), (2, 4))
+    loss = lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), jnp.array([0, 2]))  # noqa: E731
+    assert_fully_manual(loss, params, jnp.ones((2, 4)))
+    assert_fully_manual(jax.jit(loss), params, jnp.ones((2, 4)))
+    assert_fully_manual(lambda p, x: ops.softmax_cross_entropy(nn.checkpoint(network).apply(p, x), jnp.array([0, 2])), params, jnp.ones((2, 4)))
+
+
+def test_assert_fully_manual_names_a_raw_primitive_and_where_it_came_from():
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+
+    def raw_tanh_network(params, x):
+        return ops.mse(jnp.tanh(ops.dense(params, x)), jnp.zeros((4, 2)))
+
+    with pytest.raises(AssertionError, match=r"tanh at .*test_gradcheck.py:\d+"):
+        assert_fully_manual(raw_tanh_network, params, jnp.ones((4, 3)))
+    found = find_non_manual(jax.jit(raw_tanh_network), params, jnp.ones((4, 3)))
+    assert [(f.primitive, f.context) for f in found] == [("tanh", "jit")]
+
+
+def test_find_non_manual_ignores_non_differentiable_paths():
+    params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+
+    def branchy(params, x):
+        y = ops.dense(params, x)
+        # the predicate is a comparison: derivatives do not flow through it
+        return jax.lax.cond(jnp.sum(x) > 0, ops.sigmoid, ops.tanh, y)
+
+    assert find_non_manual(branchy, params, jnp.ones((4, 3))) == []
+    # only arguments in argnums count as differentiated
+    assert find_non_manual(lambda p, x: ops.dense(p, jnp.exp(x)), params, jnp.ones((4, 3)), argnums=0) == []
+    assert [f.primitive for f in find_non_manual(lambda p, x: ops.dense(p, jnp.exp(x)), params, jnp.ones((4, 3)))] == ["exp"]
+
+
+def test_find_non_manual_recurses_into_scan_bodies():
+    w = {"w": jnp.eye(2), "b": jnp.zeros(2)}
+
+    def rnn(params, x):
+        def step(h, x_t):
+            h = jnp.tanh(ops.add(ops.dense(params, h), x_t))
+            return h, h
+
+        return jax.lax.scan(step, jnp.zeros((1, 2)), x)[0]
+
+    found = find_non_manual(rnn, w, jnp.ones((3, 1, 2)))
+    assert [(f.primitive, f.context) for f in found] == [("tanh", "scan")]

@@ -1,0 +1,142 @@
+"""nn: the layer contract, combinators, shapes, keys, errors, and gradchecked networks."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxbp import nn, ops
+from jaxbp.gradcheck import assert_fully_manual, check_gradients
+
+
+def test_serial_infers_shapes_without_data():
+    network = nn.serial(nn.dense(7), nn.activation("relu"), nn.dense(3))
+    params, shape = network.init(jax.random.key(0), (5, 4))
+    assert shape == (5, 3)
+    assert params[0]["w"].shape == (4, 7) and params[2]["b"].shape == (3,)
+    assert network.apply(params, jnp.ones((5, 4))).shape == (5, 3)
+
+
+def test_dense_layer_equals_the_math():
+    layer = nn.dense(3)
+    params, _ = layer.init(jax.random.key(0), (2, 4))
+    x = jax.random.normal(jax.random.key(1), (2, 4))
+    np.testing.assert_allclose(layer.apply(params, x), np.asarray(x) @ np.asarray(params["w"]) + np.asarray(params["b"]), rtol=1e-6)
+
+
+def test_residual_adds_the_skip_path_and_its_gradient():
+    block = nn.residual(nn.dense(4), nn.activation("tanh"))
+    params, shape = block.init(jax.random.key(0), (3, 4))
+    assert shape == (3, 4)
+    x = jax.random.normal(jax.random.key(1), (3, 4))
+    inner = params[0][0]
+    expected = x + jnp.tanh(x @ inner["w"] + inner["b"])
+    np.testing.assert_allclose(block.apply(params, x), expected, rtol=1e-6)
+    # seed 000 §7: dL/dx = dL/dy + (df/dx)^T dL/dy
+    dy = jax.random.normal(jax.random.key(2), (3, 4))
+    _, vjp = jax.vjp(lambda x: block.apply(params, x), x)
+    t = jnp.tanh(x @ inner["w"] + inner["b"])
+    np.testing.assert_allclose(vjp(dy)[0], dy + (dy * (1 - t**2)) @ inner["w"].T, rtol=1e-5)
+
+
+def test_residual_rejects_a_shape_changing_block():
+    with pytest.raises(ValueError, match=r"residual: the block maps shape \(3, 4\) to \(3, 5\)"):
+        nn.residual(nn.dense(5)).init(jax.random.key(0), (3, 4))
+
+
+def test_children_get_distinct_keys():
+    seen = []
+
+    def spy_layer():
+        def apply(params, x, *, key=None, **kwargs):
+            seen.append(key)
+            return x
+
+        return nn.Layer(lambda key, shape: ((), shape), apply)
+
+    network = nn.serial(spy_layer(), spy_layer())
+    network.apply(((), ()), jnp.ones(2), key=jax.random.key(0))
+    assert not jnp.array_equal(jax.random.key_data(seen[0]), jax.random.key_data(seen[1]))
+    network.apply(((), ()), jnp.ones(2))
+    assert seen[-1] is None
+
+
+def test_stateful_child_makes_the_combinator_stateful():
+    def counter():
+        def apply(params, x, *, state, **kwargs):
+            return x, state + 1
+
+        return nn.Layer(lambda key, shape: ((), shape), apply, init_state=lambda params: jnp.array(0))
+
+    network = nn.serial(nn.dense(2), counter(), nn.residual(counter()))
+    assert nn.is_stateful(network) and not nn.is_stateful(nn.serial(nn.dense(2)))
+    params, _ = network.init(jax.random.key(0), (1, 2))
+    state = network.init_state(params)
+    y, state = jax.jit(lambda p, x, s: network.apply(p, x, state=s))(params, jnp.ones((1, 2)), state)
+    assert int(state[1]) == 1 and int(state[2][0][0]) == 1 and state[0] == ()
+
+
+def test_checkpoint_layer_gives_identical_values_and_gradients():
+    network = nn.mlp([16, 16, 4], "tanh")
+    rematerialised = nn.checkpoint(network)
+    params, _ = network.init(jax.random.key(0), (8, 5))
+    x = jax.random.normal(jax.random.key(1), (8, 5))
+    loss = lambda net: lambda p: ops.softmax_cross_entropy(net.apply(p, x), jnp.arange(8) % 4)  # noqa: E731
+    for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(network))(params)), jax.tree_util.tree_leaves(jax.grad(loss(rematerialised))(params))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_taps_expose_pre_activations_and_their_gradients():
+    network = nn.mlp([6, 3], "tanh")
+    params, _ = network.init(jax.random.key(0), (2, 4))
+    x = jax.random.normal(jax.random.key(1), (2, 4))
+    labels = jnp.array([0, 2])
+
+    def loss(taps):
+        record = {}
+        logits = network.apply(params, x, taps=taps, record=record)
+        return ops.softmax_cross_entropy(logits, labels), record
+
+    zeros = {"z1": jnp.zeros((2, 6)), "z2": jnp.zeros((2, 3))}
+    deltas, record = jax.grad(loss, has_aux=True)(zeros)
+    np.testing.assert_allclose(record["z1"], x @ params[0][0]["w"] + params[0][0]["b"], rtol=1e-6)
+    p = jax.nn.softmax(record["z2"])
+    np.testing.assert_allclose(deltas["z2"], (p - jax.nn.one_hot(labels, 3)) / 2, rtol=1e-5, atol=1e-7)
+
+
+@settings(max_examples=4)
+@given(
+    depth=st.integers(1, 3),
+    width=st.integers(1, 5),
+    activation=st.sampled_from(["sigmoid", "tanh", "gelu", "elu"]),
+    residual=st.booleans(),
+)
+def test_mlp_gradcheck(x64, depth, width, activation, residual):
+    network = nn.mlp([width] * depth + [2], activation, residual_blocks=residual)
+    params, _ = network.init(jax.random.key(depth * 10 + width), (3, 4))
+    x = jax.random.normal(jax.random.key(7), (3, 4))
+    loss = lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), jnp.array([0, 1, 1]))  # noqa: E731
+    check_gradients(loss, params, x).assert_ok()
+    assert_fully_manual(loss, params, x)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: nn.dense(0), r"dense: out_features must be a positive int, got 0"),
+        (lambda: nn.activation("swish"), r"activation: unknown activation 'swish'; choose one of"),
+        (lambda: nn.activation("leaky_relu", negative_slope=2.0), r"leaky_relu: negative_slope must be in"),
+        (lambda: nn.mlp([]), r"mlp: sizes must be a non-empty list of positive ints"),
+        (lambda: nn.serial(), r"serial: needs at least one layer"),
+        (lambda: nn.serial(nn.dense(2), nn.activation), r"serial: argument 1 is a function, not an nn.Layer"),
+        (lambda: nn.dense(2).init(jax.random.key(0), ()), r"dense: input_shape \(\) has no feature axis"),
+        (lambda: nn.dense(3, init="bogus"), r"dense_init: unknown scheme 'bogus'"),
+    ],
+)
+def test_bad_construction_is_a_clear_error(build, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        build()
