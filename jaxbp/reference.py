@@ -47,7 +47,7 @@ def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
 
 def elu(x: Array, alpha: float = 1.0) -> Array:
     """x for x > 0, alpha * (exp(x) - 1) otherwise."""
-    return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.minimum(x, 0)))
+    return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.where(x > 0, jnp.zeros_like(x), x)))
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -76,16 +76,25 @@ def logsumexp(x: Array, axis: int = -1) -> Array:
     return shift + jnp.log(jnp.sum(jnp.exp(x - shift), axis=axis, keepdims=True))
 
 
+def _log_softmax_wide(x: Array, axis: int) -> Array:
+    """(x - m) - log sum_j exp(x_j - m), m = max x, in the accumulation dtype.
+
+    Subtracting the max first keeps log-probabilities exact even for |x| ~ 1e4 in
+    float32, where ``x - logsumexp(x)`` would lose ~1e-3 to rounding of the sum.
+    """
+    x = _in_accumulation_dtype(x)
+    shifted = x - lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axis, keepdims=True))
+
+
 def softmax(x: Array, axis: int = -1) -> Array:
     """exp(x_i) / sum_j exp(x_j) along ``axis``."""
-    wide = _in_accumulation_dtype(x)
-    return jnp.exp(wide - logsumexp(wide, axis)).astype(x.dtype)
+    return jnp.exp(_log_softmax_wide(x, axis)).astype(x.dtype)
 
 
 def log_softmax(x: Array, axis: int = -1) -> Array:
     """x_i - log sum_j exp(x_j) along ``axis``."""
-    wide = _in_accumulation_dtype(x)
-    return (wide - logsumexp(wide, axis)).astype(x.dtype)
+    return _log_softmax_wide(x, axis).astype(x.dtype)
 
 
 # ------------------------------------------------------------------------------ dense
@@ -133,10 +142,65 @@ def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
     ``labels`` are integer class indices of shape ``logits.shape[:-1]`` or float
     targets (one-hot or probabilities) of the same shape as ``logits``.
     """
-    z = _in_accumulation_dtype(logits)
+    log_p = _log_softmax_wide(logits, -1)
     if jnp.issubdtype(labels.dtype, jnp.integer):
-        targets = jax.nn.one_hot(labels, z.shape[-1], dtype=z.dtype)
+        targets = jax.nn.one_hot(labels, log_p.shape[-1], dtype=log_p.dtype)
     else:
-        targets = labels.astype(z.dtype)
-    per_example = -jnp.sum(targets * (z - logsumexp(z, -1)), axis=-1)
-    return jnp.mean(per_example).astype(logits.dtype)
+        targets = labels.astype(log_p.dtype)
+    return jnp.mean(-jnp.sum(targets * log_p, axis=-1)).astype(logits.dtype)
+
+
+# ---------------------------------------------------------------------- normalization
+
+
+def moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+    """Mean and biased variance 1/N sum (x - mean)^2 over ``axes`` (kept, so they
+    broadcast against ``x``), in the accumulation dtype."""
+    wide = _in_accumulation_dtype(x)
+    mean = jnp.mean(wide, axis=axes, keepdims=True)
+    return mean, jnp.mean(jnp.square(wide - mean), axis=axes, keepdims=True)
+
+
+def scale_and_shift(params: dict, x: Array, mean: Array, var: Array, eps: float) -> Array:
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, in the promoted dtype of x and params."""
+    gamma, beta = params["gamma"], params["beta"]
+    out_dtype = jnp.result_type(x.dtype, gamma.dtype, beta.dtype)
+    x_hat = (_in_accumulation_dtype(x) - mean) * lax.rsqrt(var + eps)
+    return (gamma * x_hat + beta).astype(out_dtype)
+
+
+def batch_norm(params: dict, x: Array, eps: float = 1e-5) -> tuple[Array, Array, Array]:
+    """Training-mode batch norm over every axis but the last (the features).
+
+    Returns ``(y, mean, var)``: the normalized output and the batch mean and biased
+    variance of shape ``(C,)`` it used (the inputs of the running-average update).
+    """
+    mean, var = moments(x, tuple(range(x.ndim - 1)))
+    return scale_and_shift(params, x, mean, var, eps), mean.reshape(-1), var.reshape(-1)
+
+
+def batch_norm_inference(params: dict, x: Array, mean: Array, var: Array, eps: float = 1e-5) -> Array:
+    """Eval-mode batch norm: normalize with given (running) statistics ``mean, var: (C,)``."""
+    return scale_and_shift(params, x, mean, var, eps)
+
+
+def layer_norm(params: dict, x: Array, eps: float = 1e-5) -> Array:
+    """Layer norm over the last axis: each row normalized by its own mean and variance."""
+    mean, var = moments(x, (-1,))
+    return scale_and_shift(params, x, mean, var, eps)
+
+
+# ---------------------------------------------------------------------------- dropout
+
+
+def dropout_keep_mask(key: Array, rate: float, shape: tuple[int, ...]) -> Array:
+    """The boolean keep mask of dropout: True with probability ``1 - rate``, a pure
+    function of ``key`` (the same key gives the same mask)."""
+    return jax.random.bernoulli(key, 1.0 - rate, shape)
+
+
+def dropout(x: Array, key: Array, rate: float) -> Array:
+    """Inverted dropout in training mode: y = x * keep / (1 - rate), keep ~ Bernoulli(1 - rate)."""
+    keep = dropout_keep_mask(key, rate, x.shape)
+    wide = _in_accumulation_dtype(x)
+    return jnp.where(keep, wide * (1.0 / (1.0 - rate)), jnp.zeros_like(wide)).astype(x.dtype)
