@@ -14,85 +14,23 @@ from hypothesis import strategies as st
 
 from jaxbp import ops, reference
 from jaxbp.gradcheck import check_gradients
+from jaxbp.op_cases import CASES, normal
 
 REFERENCE_TOL = 1e-9
 NUMERICAL_TOL = 1e-6
 
 shapes = st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple)
 seeds = st.integers(0, 2**16)
-
-
-def _away_from_kinks(x):
-    """Move values at least 0.05 away from 0 so finite differences never straddle a kink."""
-    return x + 0.05 * jnp.sign(x)
-
-
-def _normal(seed, shape, scale=1.0):
-    return scale * jax.random.normal(jax.random.key(seed), shape, jnp.float64)
-
-
-# name -> (op, reference, builds the argument tuple from (seed, shape))
-def _unary(fn, transform=lambda x: x):
-    return lambda seed, shape: (transform(_normal(seed, shape, 2.0)),)
-
-
-def _dense_args(seed, shape):
-    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
-    out = 1 + seed % 4
-    params = {"w": jax.random.normal(k1, (shape[-1], out), jnp.float64), "b": jax.random.normal(k2, (out,), jnp.float64)}
-    return params, jax.random.normal(k3, shape, jnp.float64)
-
-
-def _sce_int_args(seed, shape):
-    logits = _normal(seed, shape, 3.0)
-    labels = jax.random.randint(jax.random.key(seed + 1), shape[:-1], 0, shape[-1])
-    return logits, labels
-
-
-def _sce_float_args(seed, shape):
-    logits = _normal(seed, shape, 3.0)
-    return logits, jax.nn.softmax(_normal(seed + 1, shape))
-
-
-def _bce_args(seed, shape):
-    return _normal(seed, shape, 3.0), jax.random.uniform(jax.random.key(seed + 1), shape, jnp.float64)
-
-
-def _mse_args(seed, shape):
-    return _normal(seed, shape), _normal(seed + 1, shape)
-
-
-def _add_args(seed, shape):
-    return _normal(seed, shape), _normal(seed + 1, shape)
-
-
-OPS = {
-    "sigmoid": (ops.sigmoid, _unary(None)),
-    "tanh": (ops.tanh, _unary(None)),
-    "relu": (ops.relu, _unary(None, _away_from_kinks)),
-    "leaky_relu": (lambda x: ops.leaky_relu(x, 0.2), _unary(None, _away_from_kinks)),
-    "elu": (lambda x: ops.elu(x, 0.7), _unary(None, _away_from_kinks)),
-    "gelu": (ops.gelu, _unary(None)),
-    "gelu_tanh": (lambda x: ops.gelu(x, approximate=True), _unary(None)),
-    "softmax": (ops.softmax, _unary(None)),
-    "softmax_axis0": (lambda x: ops.softmax(x, axis=0), _unary(None)),
-    "log_softmax": (ops.log_softmax, _unary(None)),
-    "dense": (ops.dense, _dense_args),
-    "mse": (ops.mse, _mse_args),
-    "binary_cross_entropy_with_logits": (ops.binary_cross_entropy_with_logits, _bce_args),
-    "softmax_cross_entropy_int": (ops.softmax_cross_entropy, _sce_int_args),
-    "softmax_cross_entropy_float": (ops.softmax_cross_entropy, _sce_float_args),
-    "add": (ops.add, _add_args),
-    "flatten": (ops.flatten, _unary(None)),
-}
+OPS = CASES
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
 @settings(max_examples=6)
 @given(shape=shapes, seed=seeds)
 def test_vjp_matches_reference_and_finite_differences(x64, name, shape, seed):
-    op, make_args = OPS[name]
-    report = check_gradients(op, *make_args(seed, shape))
+    case = OPS[name]
+    shape = shape if len(shape) >= case.min_rank else shape + (2,) * (case.min_rank - len(shape))
+    report = check_gradients(case.op, *case.make_args(seed, shape))
     report.assert_ok(reference_tol=REFERENCE_TOL, numerical_tol=NUMERICAL_TOL)
 
 
@@ -158,7 +96,7 @@ def test_bce_huge_logits_are_finite_and_exact(x64):
 
 
 def test_seed_softmax_cross_entropy_gradient_is_p_minus_onehot(x64):
-    logits = _normal(3, (5, 4))
+    logits = normal(3, (5, 4))
     labels = jnp.array([0, 1, 2, 3, 0])
     p = np.exp(np.asarray(logits)) / np.exp(np.asarray(logits)).sum(-1, keepdims=True)
     expected = (p - np.eye(4)[np.asarray(labels)]) / 5
@@ -173,7 +111,7 @@ UNARY_FOR_DTYPES = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "gel
 @pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
 @pytest.mark.parametrize("name", UNARY_FOR_DTYPES + ["dense", "mse", "softmax_cross_entropy_int", "binary_cross_entropy_with_logits"])
 def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
-    op, make_args = OPS[name]
+    op, make_args, _ = OPS[name]
     with jax.enable_x64(True):
         args64 = make_args(7, (3, 4))
         out64, vjp64 = jax.vjp(lambda *a: op(*a), *args64)
@@ -195,7 +133,7 @@ def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
 
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_op_gradient_is_the_same_under_jit_vmap_and_checkpoint(name):
-    op, make_args = OPS[name]
+    op, make_args, _ = OPS[name]
     with jax.enable_x64(True):
         batch = [make_args(seed, (3, 4)) for seed in (0, 4, 8)]  # dense: same output width
     batch = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32 if x.dtype == jnp.float64 else jnp.int32), batch)
