@@ -10,7 +10,8 @@ The contract (stated once, as in ``jax.example_libraries.stax``)::
 does not use:
 
 * ``key``: a PRNG key for layers that need randomness (dropout); combinators hand each
-  child its own key with ``jax.random.fold_in(key, child_index)``.
+  child its own key with ``jax.random.fold_in(key, child_index)``. A training step
+  takes a key and returns the next one (``key, step_key = jax.random.split(key)``).
 * ``train``: True in training mode (dropout on, batch statistics), default False.
 * ``taps`` / ``record``: see :func:`tap` (used by :mod:`jaxbp.diagnostics`).
 
@@ -31,9 +32,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from jaxbp import ops
-from jaxbp.core import Array, Shape
+from jaxbp.core import Array, Shape, accumulation_dtype, static_float
 from jaxbp.init import DenseInit, Initializer, dense_init
 
 Params = Any
@@ -62,6 +64,19 @@ def _apply_with_state(layer: Layer, params: Params, x: Array, state: State, **kw
     if is_stateful(layer):
         return layer.apply(params, x, state=state, **kwargs)
     return layer.apply(params, x, **kwargs), state
+
+
+def init_state(layer: Layer, params: Params) -> State:
+    """The initial state of any layer: ``layer.init_state(params)``, or ``()`` when it has none.
+
+    With :func:`apply_with_state` this lets a training loop treat every network alike.
+    """
+    return layer.init_state(params) if is_stateful(layer) else ()
+
+
+def apply_with_state(layer: Layer, params: Params, x: Array, *, state: State = (), **kwargs: Any) -> tuple[Array, State]:
+    """Apply any layer in the stateful form ``(y, new_state)``; a stateless layer's state is ``()``."""
+    return _apply_with_state(layer, params, x, state, **kwargs)
 
 
 def _child_kwargs(kwargs: dict, index: int) -> dict:
@@ -257,6 +272,81 @@ def tap(name: str) -> Layer:
     return Layer(lambda key, input_shape: ((), tuple(input_shape)), apply)
 
 
+def _norm_params(op: str, input_shape: Shape) -> tuple[dict, Shape]:
+    """``gamma = 1``, ``beta = 0`` for the feature axis: a norm layer starts as the plain normalization."""
+    features = _require_features(op, input_shape)
+    return {"gamma": jnp.ones((features,)), "beta": jnp.zeros((features,))}, tuple(input_shape)
+
+
+def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
+    """Batch normalization over every axis but the last; a *stateful* layer.
+
+    ``params = {"gamma": (C,), "beta": (C,)}``; state = running
+    :class:`jaxbp.ops.BatchStatistics` ``(mean, var)``, initially ``(0, 1)``, in the
+    accumulation dtype of the params.
+
+    * ``train=True``: normalize with the batch statistics; the new state is the
+      exponential average ``momentum * running + (1 - momentum) * batch`` (the
+      Keras/Flax convention: PyTorch's ``momentum=0.1`` is ``momentum=0.9`` here),
+      with the biased batch variance. The state is not differentiated: the running
+      and batch statistics pass ``stop_gradient`` before the average.
+    * ``train=False`` (the default): normalize with the running statistics; the
+      state comes back unchanged.
+    """
+    momentum = static_float("batch_norm", "momentum", momentum, minimum=0.0, maximum=1.0)
+    eps = static_float("batch_norm", "eps", eps, minimum=0.0)
+
+    def init(key, input_shape):
+        return _norm_params("batch_norm", input_shape)
+
+    def init_state_fn(params):
+        gamma = params["gamma"]
+        dtype = accumulation_dtype(gamma.dtype)
+        return ops.BatchStatistics(mean=jnp.zeros(gamma.shape, dtype), var=jnp.ones(gamma.shape, dtype))
+
+    def apply(params, x, *, state, train=False, **kwargs):
+        y, statistics = ops.batch_norm(params, x, train=train, running=state, eps=eps)
+        if not train:
+            return y, state
+        running, batch = jax.lax.stop_gradient((tuple(state), tuple(statistics)))  # state is never differentiated
+        return y, ops.BatchStatistics(
+            *(momentum * old + (1.0 - momentum) * new.astype(old.dtype) for old, new in zip(running, batch))
+        )
+
+    return Layer(init, apply, init_state_fn)
+
+
+_batch_norm_layer = batch_norm  # mlp's ``batch_norm`` flag shadows the name
+
+
+def layer_norm(eps: float = 1e-5) -> Layer:
+    """Layer normalization over the last axis; ``params = {"gamma": (C,), "beta": (C,)}``.
+    Stateless, and the same in train and eval mode."""
+    eps = static_float("layer_norm", "eps", eps, minimum=0.0)
+
+    def init(key, input_shape):
+        return _norm_params("layer_norm", input_shape)
+
+    def apply(params, x, **kwargs):
+        return ops.layer_norm(params, x, eps=eps)
+
+    return Layer(init, apply)
+
+
+def dropout(rate: float) -> Layer:
+    """Inverted dropout with drop probability ``rate`` in ``[0, 1)``; no params, no state.
+
+    ``apply(params, x, key=k, train=True)`` draws the mask from ``k`` (combinators
+    give each layer its own key); ``train=False`` (the default) is the identity.
+    """
+    rate = static_float("dropout", "rate", rate, minimum=0.0, maximum=1.0, include_maximum=False)
+
+    def apply(params, x, *, key=None, train=False, **kwargs):
+        return ops.dropout(x, key, rate, train=train)
+
+    return Layer(lambda key, input_shape: ((), tuple(input_shape)), apply)
+
+
 def mlp(
     sizes: Sequence[int],
     activation_name: str = "relu",
@@ -264,6 +354,8 @@ def mlp(
     *,
     residual_blocks: bool = False,
     output_activation: str | None = None,
+    batch_norm: bool = False,
+    dropout_rate: float = 0.0,
     **hyper: Any,
 ) -> Layer:
     """A multi-layer perceptron: ``dense(sizes[i])`` followed by the activation, except
@@ -272,11 +364,23 @@ def mlp(
     Each pre-activation ``z_l`` passes a :func:`tap` named ``"z{l}"`` (l = 1..L)
     for :mod:`jaxbp.diagnostics`. With ``residual_blocks=True`` every hidden layer
     whose width equals its input width becomes ``x + act(dense(x))``.
+
+    ``batch_norm=True`` puts a :func:`batch_norm` between each hidden dense layer
+    (after its tap) and the activation, making the network stateful;
+    ``dropout_rate > 0`` adds a :func:`dropout` after each hidden activation.
     """
     sizes = list(sizes)
     if not sizes or any(not isinstance(s, int) or s <= 0 for s in sizes):
         raise ValueError(f"mlp: sizes must be a non-empty list of positive ints, got {sizes}")
-    hidden = lambda l: serial(dense(sizes[l - 1], init), tap(f"z{l}"), activation(activation_name, **hyper))  # noqa: E731
+    if not isinstance(batch_norm, bool):
+        raise TypeError(f"mlp: batch_norm must be a bool, got {batch_norm!r}")
+    dropout_rate = static_float("mlp", "dropout_rate", dropout_rate, minimum=0.0, maximum=1.0, include_maximum=False)
+
+    def hidden(l: int) -> Layer:
+        norm = [_batch_norm_layer()] if batch_norm else []
+        drop = [dropout(dropout_rate)] if dropout_rate > 0 else []
+        return serial(dense(sizes[l - 1], init), tap(f"z{l}"), *norm, activation(activation_name, **hyper), *drop)
+
     layers: list[Layer] = []
     for l in range(1, len(sizes)):
         same_width = l > 1 and sizes[l - 1] == sizes[l - 2]
