@@ -159,16 +159,23 @@ def residual(*layers: Layer) -> Layer:
 def checkpoint(layer: Layer) -> Layer:
     """``layer`` rematerialised with :func:`jax.checkpoint`: its activations are
     recomputed in the backward pass instead of stored. Same values, same gradients,
-    less memory. Array kwargs (keys, taps) are passed through; others are static."""
+    less memory stored for the backward. Array kwargs (keys, taps) become arguments of
+    the checkpointed function, other kwargs stay static; values a :func:`tap` records
+    inside are returned from it and copied into the caller's ``record`` dict."""
 
-    def split(kwargs):
-        arrays = {k: v for k, v in kwargs.items() if k != "record" and jax.tree_util.tree_leaves(v) and not isinstance(v, (bool, str))}
-        return arrays, {k: v for k, v in kwargs.items() if k not in arrays}
+    def apply_with_state(params, x, state, *, record=None, **kwargs):
+        arrays = {k: v for k, v in kwargs.items() if jax.tree_util.tree_leaves(v) and not isinstance(v, (bool, str))}
+        static = {k: v for k, v in kwargs.items() if k not in arrays}
 
-    def apply_with_state(params, x, state, **kwargs):
-        arrays, static = split(kwargs)
-        run = jax.checkpoint(lambda p, x, s, a: _apply_with_state(layer, p, x, s, **a, **static))
-        return run(params, x, state, arrays)
+        def run(params, x, state, arrays):
+            inner_record = {} if record is not None else None
+            y, new_state = _apply_with_state(layer, params, x, state, record=inner_record, **arrays, **static)
+            return y, new_state, inner_record
+
+        y, new_state, inner_record = jax.checkpoint(run)(params, x, state, arrays)
+        if record is not None:
+            record.update(inner_record)
+        return y, new_state
 
     if is_stateful(layer):
         return Layer(layer.init, lambda params, x, *, state, **kw: apply_with_state(params, x, state, **kw), layer.init_state)

@@ -274,27 +274,16 @@ def loss_and_grads(
     return LossAndGrads(value, grads, new_state, activations)
 
 
-def activation_taps(model: nn.Layer, params: Any, model_state: Any, input_shape: Sequence[int]) -> tuple[str, ...] | None:
-    """Names of the :func:`jaxbp.nn.tap` layers of ``model`` in forward order (shapes only).
-
-    ``None`` if the tapped values cannot be read from outside the network under
-    differentiation -- a tap inside ``nn.checkpoint`` records a value of the
-    rematerialised inner trace, which then shows up as a stray tracer constant.
-    """
+def activation_taps(model: nn.Layer, params: Any, model_state: Any, input_shape: Sequence[int]) -> tuple[str, ...]:
+    """Names of the :func:`jaxbp.nn.tap` layers of ``model`` in forward order (shapes only)."""
     names: list[str] = []
 
     def run(params, model_state, x):
-        def total(params):  # traced as in the train step: under differentiation
-            record: dict[str, Array] = {}
-            y, _ = _forward(model, params, model_state, x, get_policy("f32"), train=True, key=jax.random.key(0), record=record)
-            names[:] = list(record)
-            return jnp.sum(y), tuple(record.values())
+        record: dict[str, Array] = {}
+        _forward(model, params, model_state, x, get_policy("f32"), train=True, key=jax.random.key(0), record=record)
+        names[:] = list(record)
 
-        return jax.grad(total, has_aux=True)(params)[1]
-
-    traced = jax.make_jaxpr(run)(params, model_state, jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
-    if any(isinstance(const, jax.core.Tracer) for const in traced.consts):
-        return None
+    jax.eval_shape(run, params, model_state, jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
     return tuple(names)
 
 
@@ -414,10 +403,10 @@ class NonFiniteError(FloatingPointError):
 
 
 def _non_finite_error(
-    step: int, metrics: StepMetrics, *, epoch: int, tap_names: tuple[str, ...] | None, leaf_paths: list[str], last_checkpoint: Path | None
+    step: int, metrics: StepMetrics, *, epoch: int, tap_names: tuple[str, ...], leaf_paths: list[str], last_checkpoint: Path | None
 ) -> NonFiniteError:
     """The error for a step whose ``metrics.ok`` is False: step, first bad tap or gradient leaf."""
-    bad_taps = [name for name, ok in zip(tap_names or (), np.asarray(metrics.activations_finite)) if not ok]
+    bad_taps = [name for name, ok in zip(tap_names, np.asarray(metrics.activations_finite)) if not ok]
     bad_leaves = [path for path, ok in zip(leaf_paths, np.asarray(metrics.gradients_finite)) if not ok]
     parts = []
     if bad_taps:
@@ -598,8 +587,8 @@ def fit(
         reporter.message(f"resumed from {last_checkpoint} (epoch {start_epoch}, step {int(state.step)})")
 
     leaf_paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]]
-    tap_names: tuple[str, ...] | None = activation_taps(model, state.params, state.model_state, input_shape)
-    train_step = make_train_step(model, tx, loss=objective, precision=policy, record_activations=tap_names is not None)
+    tap_names = activation_taps(model, state.params, state.model_state, input_shape)
+    train_step = make_train_step(model, tx, loss=objective, precision=policy, record_activations=bool(tap_names))
     if start_epoch < config.epochs:  # compile (or find in the cache) first, so epoch 1's throughput is not compile time
         compile_start = time.perf_counter()
         jax.block_until_ready(train_step(state, (x_train[: config.batch_size], y_train[: config.batch_size])))

@@ -90,6 +90,21 @@ def test_checkpoint_layer_gives_identical_values_and_gradients():
         np.testing.assert_array_equal(a, b)
 
 
+def test_checkpoint_layer_passes_recorded_taps_out():
+    network = nn.checkpoint(nn.mlp([4, 2], "tanh"))
+    params, _ = network.init(jax.random.key(0), (3, 5))
+    x = jax.random.normal(jax.random.key(1), (3, 5))
+
+    def recorded(params):
+        record = {}
+        y = network.apply(params, x, record=record)
+        return jnp.sum(y), record
+
+    (_, record), grads = jax.value_and_grad(recorded, has_aux=True)(params)
+    np.testing.assert_allclose(record["z1"], x @ params[0][0]["w"] + params[0][0]["b"], rtol=1e-6)
+    assert set(record) == {"z1", "z2"}
+
+
 def test_taps_expose_pre_activations_and_their_gradients():
     network = nn.mlp([6, 3], "tanh")
     params, _ = network.init(jax.random.key(0), (2, 4))

@@ -186,7 +186,7 @@ def test_jit_train_step_returns_new_state_and_a_fresh_key():
 
 
 def test_init_state_and_apply_with_state_work_for_any_layer():
-    plain = nn.mlp([4, 5, 3])
+    plain = nn.mlp([4, 8, 3])
     params, _ = plain.init(jax.random.key(0), (2, 4))
     assert nn.init_state(plain, params) == ()
     x = _normal(0, (2, 4))
@@ -242,16 +242,17 @@ def test_mlp_with_batch_norm_keeps_the_tap_on_the_dense_output():
     np.testing.assert_allclose(new_state[0][2].mean, 0.1 * np.asarray(record["z1"]).mean(0), rtol=1e-5, atol=1e-7)
     # taps still expose dL/dz through the batch-normalized network
     taps = {name: jnp.zeros_like(value) for name, value in record.items()}
-    grads = jax.grad(
+    grads = jax.jit(jax.grad(
         lambda taps: jnp.sum(net.apply(params, x, state=state, key=jax.random.key(2), train=True, taps=taps)[0] ** 2)
-    )(taps)
+    ))(taps)  # fmt: skip
     assert float(jnp.linalg.norm(grads["z1"])) > 0
 
 
 def test_mlp_residual_blocks_with_batch_norm_and_dropout():
     net = nn.mlp([4, 6, 6, 2], residual_blocks=True, batch_norm=True, dropout_rate=0.1)
     params, _ = net.init(jax.random.key(0), (3, 4))
-    y, state = net.apply(params, _normal(0, (3, 4)), state=net.init_state(params), key=jax.random.key(1), train=True)
+    apply = jax.jit(lambda params, state, x, key: net.apply(params, x, state=state, key=key, train=True))
+    y, state = apply(params, net.init_state(params), _normal(0, (3, 4)), jax.random.key(1))
     assert y.shape == (3, 2) and len(state) == len(params)
 
 

@@ -100,7 +100,6 @@ def _gradcheck_eps(group_size: int, eps: float) -> float:
 @settings(max_examples=4)
 @given(shape=shapes, seed=seeds, eps=st.sampled_from([EPS, 0.1]))
 @example(shape=(2, 1), seed=0, eps=EPS)  # batch 2, one feature
-@example(shape=(2, 1, 1), seed=1, eps=EPS)
 def test_batch_norm_training_vjp(x64, shape, seed, eps):
     """Random cotangents on y and on the returned batch mean/var (y alone: the tests below)."""
     params, x = _params_and_x(seed, shape)
@@ -125,7 +124,7 @@ def test_batch_norm_eval_vjp_including_running_statistics(x64, shape, seed):
     assert {r.argument for r in report.rows} == {0, 1, 2, 3}
 
 
-@settings(max_examples=4)
+@settings(max_examples=3)
 @given(
     shape=st.builds(lambda lead, c: (*lead, c), st.lists(st.integers(1, 3), max_size=2), st.integers(2, 5)),
     seed=seeds,
@@ -252,7 +251,7 @@ def test_gradient_same_under_jit_vmap_and_checkpoint(op):
         [jax.jit(jax.grad(jax.checkpoint(loss), argnums=(0, 1)))(*args) for args in batch],
     ]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
-    vmapped = jax.vmap(grad)(*stacked)
+    vmapped = jax.jit(jax.vmap(grad))(*stacked)
     variants.append([jax.tree_util.tree_map(lambda v: v[i], vmapped) for i in range(2)])
     for variant in variants:
         for got, want in zip(variant, eager):
