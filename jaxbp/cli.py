@@ -229,7 +229,11 @@ def _run_train(args: argparse.Namespace) -> int:
 TRAIN = Command("train a registered model on a bundled data set", _add_train_arguments, _run_train)
 
 # name -> Command, or the name of a module defining add_arguments(parser) and run(args)
-COMMANDS: dict[str, Command | str] = {"train": TRAIN}
+COMMANDS: dict[str, Command | str] = {
+    "train": TRAIN,
+    "demo": "jaxbp.demo",
+    "gradcheck-ops": "jaxbp.op_cases",
+}
 
 
 # ---------------------------------------------------------------------------- main

@@ -1,4 +1,4 @@
-"""A catalog of every op with a random-argument builder, for gradient checking.
+"""Gradient-check every op on random shapes: the op catalog and its sweep.
 
 The tests draw shapes with hypothesis and check each case; ``jaxbp gradcheck-ops``
 sweeps many random shapes and prints the worst relative errors per op. Both use
@@ -67,6 +67,40 @@ def _uniform(seed, shape):
     return jax.random.uniform(jax.random.key(seed), shape, jnp.float64)
 
 
+def _at_least(shape: tuple[int, ...], axis: int, size: int) -> tuple[int, ...]:
+    """``shape`` with ``shape[axis]`` raised to ``size``: normalising groups of two make
+    the output depend on x only through eps, too flat for finite differences."""
+    dims = list(shape)
+    dims[axis] = max(dims[axis], size)
+    return tuple(dims)
+
+
+def _norm_params(seed, features):
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    return {"gamma": 1 + 0.5 * jax.random.normal(k1, (features,), jnp.float64), "beta": jax.random.normal(k2, (features,), jnp.float64)}
+
+
+def _batch_norm_args(seed, shape):
+    shape = _at_least(shape, 0, 3)
+    return _norm_params(seed, shape[-1]), normal(seed + 1, shape, 2.0)
+
+
+def _batch_norm_eval_args(seed, shape):
+    params, x = _batch_norm_args(seed, shape)
+    mean = normal(seed + 2, (x.shape[-1],))
+    var = 0.5 + _uniform(seed + 3, (x.shape[-1],))
+    return params, x, mean, var
+
+
+def _layer_norm_args(seed, shape):
+    shape = _at_least(shape, -1, 3)
+    return _norm_params(seed, shape[-1]), normal(seed + 1, shape, 2.0)
+
+
+def _batch_norm_eval(params, x, mean, var):
+    return ops.batch_norm(params, x, train=False, running=ops.BatchStatistics(mean, var))
+
+
 CASES: dict[str, OpCase] = {
     "sigmoid": OpCase(ops.sigmoid, _unary()),
     "tanh": OpCase(ops.tanh, _unary()),
@@ -85,6 +119,10 @@ CASES: dict[str, OpCase] = {
     "softmax_cross_entropy_float": OpCase(ops.softmax_cross_entropy, _pair(_probabilities, 3.0)),
     "add": OpCase(ops.add, _pair(normal)),
     "flatten": OpCase(ops.flatten, _unary()),
+    "batch_norm": OpCase(lambda params, x: ops.batch_norm(params, x), _batch_norm_args, min_rank=2),
+    "batch_norm_eval": OpCase(_batch_norm_eval, _batch_norm_eval_args, min_rank=2),
+    "layer_norm": OpCase(ops.layer_norm, _layer_norm_args),
+    "dropout": OpCase(lambda x, key: ops.dropout(x, key, 0.3, train=True), lambda seed, shape: (normal(seed, shape), jax.random.key(seed))),
 }
 
 
