@@ -233,6 +233,7 @@ COMMANDS: dict[str, Command | str] = {
     "train": TRAIN,
     "demo": "jaxbp.demo",
     "gradcheck-ops": "jaxbp.op_cases",
+    "vanishing": "jaxbp.studies.vanishing",
 }
 
 

@@ -1,4 +1,4 @@
-"""Print the seed documents' worked examples, reproduced with manual gradients.
+"""Print the seed documents' worked examples, reproduced with manual gradients."""
 
 from __future__ import annotations
 

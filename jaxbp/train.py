@@ -215,7 +215,7 @@ def init_train_state(
     root = _as_key(key)
     params, _ = model.init(jax.random.fold_in(root, _INIT), tuple(input_shape))
     params = cast_floating(params, policy.param_dtype)
-    model_state = model.init_state(params) if nn.is_stateful(model) else ()
+    model_state = nn.init_state(model, params)
     return TrainState(params, optimizer.init(params), model_state, root, jnp.zeros((), jnp.int32), policy.initial_loss_scale())
 
 
@@ -225,12 +225,9 @@ def init_train_state(
 def _forward(model: nn.Layer, params: Any, model_state: Any, x: Array, policy: Policy, **kwargs: Any) -> tuple[Array, Any]:
     """``model`` applied in the policy's compute dtype; output in its output dtype."""
     compute_params, x = policy.cast_to_compute(params), policy.cast_to_compute(x)
-    if nn.is_stateful(model):
-        y, new_state = model.apply(compute_params, x, state=model_state, **kwargs)
-        # running statistics keep their dtype whatever the compute dtype
-        new_state = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), new_state, model_state)
-    else:
-        y, new_state = model.apply(compute_params, x, **kwargs), model_state
+    y, new_state = nn.apply_with_state(model, compute_params, x, state=model_state, **kwargs)
+    # running statistics keep their dtype whatever the compute dtype
+    new_state = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), new_state, model_state)
     return policy.cast_to_output(y), new_state
 
 

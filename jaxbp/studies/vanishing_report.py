@@ -71,7 +71,13 @@ def _array(rows: Any) -> np.ndarray:
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
-    return "—" if value is None or not math.isfinite(value) else format(value, spec)
+    """``format(value, spec)``; ``—`` for None/non-finite; no ``-0.000`` for tiny negatives."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    text = format(value, spec)
+    if text.startswith("-") and float(text.rstrip("%")) == 0:
+        text = format(0.0, spec)
+    return text
 
 
 # ============================================================================ tables
@@ -110,7 +116,7 @@ def slope_table_markdown(results: dict[str, Any], depths: Iterable[int] | None =
             f"| {r['activation']} | {r['init']} | {r['depth']} | {_fmt(r['sigma_w2'], '.4g')} | {_fmt(r['sigma_b2'], 'g')} | "
             f"{_fmt(r['chi1'], '.4g')} | {_fmt(r['predicted_rate'], '+.3f')} | {_fmt(r['layerwise_predicted_rate'], '+.3f')} | "
             f"{_fmt(r['measured_rate'], '+.3f')} ± {_fmt(r['measured_rate_std'], '.3f')} | {_fmt(diff, '+.3f')} | "
-            f"{'critical' if rel is None else format(rel, '+.1%')} |"
+            f"{'critical' if rel is None else _fmt(rel, '+.1%')} |"
         )
     return header + "\n".join(lines) + "\n"
 
@@ -249,9 +255,8 @@ def _agreement_findings(rows: list[dict[str, Any]], width: int) -> list[str]:
             r for r in transient if abs(r["measured_rate"] - r["layerwise_predicted_rate"]) < abs(r["measured_rate"] - r["predicted_rate"])
         ]
         examples = "; ".join(
-            f"{r['activation']}/{r['init']} L={r['depth']}: measured {r['measured_rate']:+.3f}, "
-            f"layer-wise {r['layerwise_predicted_rate']:+.3f}, "
-            f"½ ln χ1 {r['predicted_rate']:+.3f}"
+            f"{r['activation']}/{r['init']} L={r['depth']}: measured {_fmt(r['measured_rate'], '+.3f')}, "
+            f"layer-wise {_fmt(r['layerwise_predicted_rate'], '+.3f')}, ½ ln χ1 {_fmt(r['predicted_rate'], '+.3f')}"
             for r in transient[:3]
         )
         findings.append(
@@ -300,7 +305,7 @@ def _remedy_finding(remedies: list[dict[str, Any]]) -> str | None:
     if batch_norm:
         text += (
             f" Batch norm removes the vanishing but its gradients grow towards the input (×{batch_norm[0]['first_to_last_ratio']:.1f}), "
-            "the gradient explosion Yang et al. (2019) prove for deep batch-normalized networks at initialization."
+            "the gradient explosion Yang et al. (2019) show for deep batch-normalized networks at initialization."
         )
     return text
 
