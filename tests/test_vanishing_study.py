@@ -189,3 +189,11 @@ def test_table_can_be_rendered_from_a_saved_run(tiny_run, capsys):
     printed = capsys.readouterr().out
     assert printed == R.slope_table_markdown(results, depths=[deepest])
     assert printed.count("\n") == 2 + len(config.activations) * len(config.inits)
+
+
+def test_default_output_is_a_new_numbered_run_directory(tmp_path):
+    assert V.next_run_directory(tmp_path / "missing") == tmp_path / "missing" / "run-001"
+    (tmp_path / "run-001").mkdir()
+    (tmp_path / "run-007").mkdir()
+    (tmp_path / "run-notes").mkdir()
+    assert V.next_run_directory(tmp_path) == tmp_path / "run-008"

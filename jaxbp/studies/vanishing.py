@@ -748,9 +748,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=DEFAULT_OUT,
-        help=f"output directory (default: {DEFAULT_OUT}); the study refuses to write into a directory that "
-        "already holds files, unless --overwrite",
+        default=None,
+        help=f"output directory (default: a new {DEFAULT_OUT}/run-NNN, numbered after the existing runs); "
+        "the study refuses to write into a directory that already holds files, unless --overwrite",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace the study's own files in an existing --out directory")
     parser.add_argument("--depths", type=int, nargs="+", help="override the depths L of the gradient grid (each >= 4)")
@@ -774,15 +774,22 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
     return PRESETS[preset].replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
+def next_run_directory(parent: Path) -> Path:
+    """``parent/run-NNN`` numbered one past the highest existing run, so reruns never collide."""
+    numbers = [int(p.name[4:]) for p in parent.glob("run-*") if p.name[4:].isdigit()] if parent.is_dir() else []
+    return parent / f"run-{max(numbers, default=0) + 1:03d}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the study from parsed arguments; returns the exit status."""
+    out = args.out if args.out is not None else next_run_directory(DEFAULT_OUT)
     try:
         config = config_from_args(args)
-        results = run_study(config, args.out, overwrite=args.overwrite, progress=None if args.quiet else _stderr_progress)
+        results = run_study(config, out, overwrite=args.overwrite, progress=None if args.quiet else _stderr_progress)
     except (FileExistsError, StudyConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"vanishing-gradient study written to {args.out} in {results['timing']['total_s']:.0f} s; see {Path(args.out) / 'report.md'}")
+    print(f"vanishing-gradient study written to {out} in {results['timing']['total_s']:.0f} s; see {Path(out) / 'report.md'}")
     return 0
 
 
