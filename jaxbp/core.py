@@ -172,3 +172,10 @@ def normalize_axis(op: str, axis: int, ndim: int) -> int:
 def is_concrete(x: Any) -> bool:
     """True when ``x`` holds actual values (not a tracer inside jit/vmap/grad)."""
     return not isinstance(x, jax.core.Tracer)
+
+
+def choose(caller: str, what: str, name: Any, table: dict) -> Any:
+    """``table[name]``, or a ``ValueError`` naming the caller and listing the choices."""
+    if name not in table:
+        raise ValueError(f"{caller}: unknown {what} {name!r}; choose one of {list(table)}")
+    return table[name]

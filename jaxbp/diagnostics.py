@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp import nn, reference
-from jaxbp.core import Array
+from jaxbp.core import Array, choose
 
 __all__ = [
     "SATURATION_RULES",
@@ -89,9 +89,7 @@ SATURATION_RULES: dict[str, tuple[Callable[[Array], Array], Callable[[Array], Ar
 def saturated(activation: str, z: Array) -> Array:
     """Boolean mask of the entries of ``z`` where ``activation`` is saturated or dead
     (see :data:`SATURATION_RULES`)."""
-    if activation not in SATURATION_RULES:
-        raise ValueError(f"saturated: unknown activation {activation!r}; choose one of {sorted(SATURATION_RULES)}")
-    return SATURATION_RULES[activation][1](z)
+    return choose("saturated", "activation", activation, SATURATION_RULES)[1](z)
 
 
 @dataclasses.dataclass(frozen=True)

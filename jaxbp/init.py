@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 import jax
 from jax.nn import initializers
 
+from jaxbp.core import choose
+
 Initializer = Callable[..., jax.Array]  # (key, shape, dtype=jnp.float32) -> array
 
 
@@ -136,9 +138,7 @@ def dense_init(scheme: str | DenseInit | Initializer = "glorot_normal", **option
         return scheme
     if callable(scheme):
         return DenseInit(scheme, zeros())
-    if scheme not in _WEIGHT_SCHEMES:
-        raise ValueError(f"dense_init: unknown scheme {scheme!r}; choose one of {sorted(_WEIGHT_SCHEMES)}")
-    return DenseInit(_WEIGHT_SCHEMES[scheme](**options), zeros())
+    return DenseInit(choose("dense_init", "scheme", scheme, _WEIGHT_SCHEMES)(**options), zeros())
 
 
 def weight_schemes() -> list[str]:

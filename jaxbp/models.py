@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from jaxbp import nn
+from jaxbp.core import choose
 
 __all__ = [
     "MODEL_MODULES",
@@ -92,9 +93,7 @@ def model_names() -> list[str]:
 def get_model(name: str) -> ModelSpec:
     """The :class:`ModelSpec` registered as ``name``; unknown names list the choices."""
     _load_modules()
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of {model_names()}")
-    return _REGISTRY[name]
+    return choose("get_model", "model", name, _REGISTRY)
 
 
 def model_options(name: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxbp import ops
-from jaxbp.core import Array, Shape, accumulation_dtype, static_float
+from jaxbp.core import Array, Shape, accumulation_dtype, choose, static_float
 from jaxbp.init import DenseInit, Initializer, dense_init
 
 Params = Any
@@ -240,9 +240,7 @@ def activation(name: str, **hyper: Any) -> Layer:
 
     ``hyper`` are the op's static options (``negative_slope``, ``alpha``, ``approximate``).
     """
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    fn = ACTIVATIONS[name]
+    fn = choose("activation", "activation", name, ACTIVATIONS)
     fn(jax.numpy.zeros((1,)), **hyper)  # validate the hyper-parameters now, not at apply time
     return elementwise(lambda x: fn(x, **hyper))
 

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxbp.core import Array
+from jaxbp.core import Array, choose
 
 __all__ = [
     "DynamicLossScale",
@@ -153,6 +153,4 @@ def get_policy(name: str | Policy) -> Policy:
     """The policy called ``name`` (``"f32"``, ``"bf16"``, ``"f16"``), or ``name`` itself if a Policy."""
     if isinstance(name, Policy):
         return name
-    if name not in _POLICIES:
-        raise ValueError(f"get_policy: unknown precision {name!r}; choose one of {policy_names()}")
-    return _POLICIES[name]
+    return choose("get_policy", "precision", name, _POLICIES)

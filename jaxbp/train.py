@@ -42,7 +42,7 @@ import optax
 
 from jaxbp import nn, ops
 from jaxbp.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, save_checkpoint
-from jaxbp.core import Array
+from jaxbp.core import Array, choose
 from jaxbp.data import batches, num_batches
 from jaxbp.precision import DynamicLossScale, Policy, adjust_loss_scale, all_finite, cast_floating, get_policy
 from jaxbp.progress import Progress
@@ -109,9 +109,7 @@ def get_objective(loss: str | Objective) -> Objective:
     """The :class:`Objective` called ``loss`` (or ``loss`` itself)."""
     if isinstance(loss, Objective):
         return loss
-    if loss not in _OBJECTIVES:
-        raise ValueError(f"unknown loss {loss!r}; choose one of {objective_names()}")
-    return _OBJECTIVES[loss]
+    return choose("get_objective", "loss", loss, _OBJECTIVES)
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -145,8 +143,7 @@ def make_optimizer(
     every ``accumulate``-th call: one step on the concatenated batch. Equal arguments
     return the same (immutable) transform, so equal runs share one compiled step.
     """
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"make_optimizer: unknown optimizer {name!r}; choose one of {optimizer_names()}")
+    choose("make_optimizer", "optimizer", name, _OPTIMIZERS)
     if not learning_rate > 0:
         raise ValueError(f"make_optimizer: learning_rate must be > 0, got {learning_rate!r}")
     if clip_norm is not None and not clip_norm > 0:

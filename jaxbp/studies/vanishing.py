@@ -383,6 +383,22 @@ def _geometric_mean(norms: np.ndarray) -> np.ndarray:
         return np.exp(np.mean(np.log(norms), axis=0))
 
 
+def _setting_fields(spec: NetworkSpec, resolved: ResolvedInit, depth: int, width: int) -> dict[str, Any]:
+    """The fields that identify a setting in every JSON record."""
+    return {
+        "name": spec.name,
+        "label": spec.label or spec.name,
+        "activation": spec.activation,
+        "init": spec.init,
+        "residual": spec.residual,
+        "batch_norm": spec.batch_norm,
+        "depth": depth,
+        "width": width,
+        "sigma_w2": resolved.sigma_w2,
+        "sigma_b2": resolved.sigma_b2,
+    }
+
+
 def measure_gradients(
     spec: NetworkSpec, depth: int, config: StudyConfig, x: jax.Array, init_keys: jax.Array, direction_key: jax.Array
 ) -> dict[str, Any]:
@@ -406,16 +422,7 @@ def measure_gradients(
     window = fit_window(depth, config.fit_skip_fraction)
     rates = growth_rates(log_delta, window)
     record: dict[str, Any] = {
-        "name": spec.name,
-        "label": spec.label or spec.name,
-        "activation": spec.activation,
-        "init": spec.init,
-        "residual": spec.residual,
-        "batch_norm": spec.batch_norm,
-        "depth": depth,
-        "width": width,
-        "sigma_w2": resolved.sigma_w2,
-        "sigma_b2": resolved.sigma_b2,
+        **_setting_fields(spec, resolved, depth, width),
         "fit_window": list(window),
         "delta_norm": _rows(delta),
         "delta_norm_geometric_mean": _rows(_geometric_mean(delta)),
@@ -532,16 +539,8 @@ def train_network(
         accuracies.append(np.asarray(accuracy(params, states, *dataset.test)))
     curves = {name: np.stack(values, axis=1) for name, values in (("loss", losses), ("acc", accuracies), ("norm", grad_norms))}
     return {
+        **_setting_fields(spec, resolved, depth, config.train_width),
         "name": spec.name + ("" if clip_norm is None else "-clipped"),
-        "label": spec.label or spec.name,
-        "activation": spec.activation,
-        "init": spec.init,
-        "residual": spec.residual,
-        "batch_norm": spec.batch_norm,
-        "depth": depth,
-        "width": config.train_width,
-        "sigma_w2": resolved.sigma_w2,
-        "sigma_b2": resolved.sigma_b2,
         "learning_rate": learning_rate,
         "clip_norm": clip_norm,
         "train_loss": _rows(curves["loss"]),  # (seeds, epochs)
