@@ -53,14 +53,18 @@ FULL = (
 TINY = (Config("tiny-tanh-2x8", "tanh", 2, 8, 4, features=3, classes=2),)
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
+def _median_ms(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function, measured round-robin so that drift in the
+    machine's speed (warm-up, frequency, other load) affects every variant alike."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())  # compile and warm up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * float(np.median(values)) for name, values in times.items()}
 
 
 def _bytes(avals) -> int:
@@ -125,10 +129,16 @@ def measure(config: Config, repeats: int) -> dict:
     for a, b in zip(jax.tree_util.tree_leaves(grad_manual(params, x)), jax.tree_util.tree_leaves(grad_reference(params, x))):
         np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-5)  # same gradients, else the timing means nothing
 
-    manual_ms = _median_ms(lambda: manual_step(params, x), repeats)
-    reference_ms = _median_ms(lambda: reference_step(params, x), repeats)
-    forward_ms = _median_ms(lambda: forward(params, x), repeats)
-    grad_ms = _median_ms(lambda: grad_manual(params, x), repeats)
+    medians = _median_ms(
+        {
+            "manual": lambda: manual_step(params, x),
+            "reference": lambda: reference_step(params, x),
+            "forward": lambda: forward(params, x),
+            "grad": lambda: grad_manual(params, x),
+        },
+        repeats,
+    )
+    manual_ms, reference_ms, forward_ms, grad_ms = (medians[k] for k in ("manual", "reference", "forward", "grad"))
 
     def temp_bytes(fn):
         return int(fn.lower(params, x).compile().memory_analysis().temp_size_in_bytes)
