@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--xor-epochs", type=int, default=1000, help="epochs for the seed-003 XOR run (default 1000)")
 
 
-def _print_single_neuron() -> None:
+def print_single_neuron() -> None:
+    """Seed 000 §3-4: every factor of the chain rule for one sigmoid neuron and one SGD step."""
     step = worked_examples.single_neuron()
     print("Seed 000 -- one sigmoid neuron: x=0.5, y_true=1.0, w=0.2, b=0.1, lr=0.01, L = 1/2 (y_hat - y)^2")
     print(f"  forward   z = w x + b = {step.z:.6f}   y_hat = sigma(z) = {step.y_hat:.6f}   L = {step.loss:.6f}")
@@ -22,13 +23,15 @@ def _print_single_neuron() -> None:
     print(f"  update    w = {step.w_updated:.6f}   b = {step.b_updated:.6f}")
 
 
-def _print_graph_example() -> None:
+def print_graph_example() -> None:
+    """Seed 000 §10.4: the computational-graph example."""
     g = worked_examples.graph_example()
     print("Seed 000 §10.4 -- y = w x + b, L = (y - 5)^2 at x=2, w=3, b=1")
     print(f"  y = {g.y:g}   L = {g.loss:g}   dL/dy = {g.dL_dy:g}   dL/dw = {g.dL_dw:g}   dL/db = {g.dL_db:g}")
 
 
-def _print_two_layer() -> None:
+def print_two_layer() -> None:
+    """Seed 002: the 2-layer walkthrough, every intermediate gradient."""
     x, y = jnp.array([[1.0, -2.0]]), jnp.array([[1.0]])
     params = (
         {"w": jnp.array([[0.5, -0.3, 0.8], [0.2, 0.4, -0.1]]), "b": jnp.array([0.1, 0.0, -0.2])},
@@ -39,7 +42,8 @@ def _print_two_layer() -> None:
         print(f"  {name:<9} {jnp.round(value, 6).tolist()}")
 
 
-def _print_xor(epochs: int) -> None:
+def print_xor(epochs: int = 1000) -> None:
+    """Seed 003: the XOR-like task trained with manual gradients, checked at step 0."""
     result = worked_examples.train_xor(epochs=epochs)
     print("Seed 003 -- XOR-like task, 2-8-1 ReLU/sigmoid net, BCE, full-batch GD lr=0.5, jit-compiled, manual gradients")
     print("  gradient check at step 0:")
@@ -48,7 +52,8 @@ def _print_xor(epochs: int) -> None:
         print(f"  Epoch {epoch}: Loss = {loss:.4f}, Accuracy = {100 * accuracy:.1f}%")
 
 
-def _print_three_layer() -> None:
+def print_three_layer() -> None:
+    """Seed 001 exercise 5.3: a 3-layer network passes the gradient check."""
     print("Seed 001 exercise 5.3 -- a 3-layer network passes the gradient check")
     report = worked_examples.three_layer_network()
     print("\n".join("  " + line for line in str(report).splitlines()))
@@ -57,13 +62,13 @@ def _print_three_layer() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _print_single_neuron()
+    print_single_neuron()
     print()
-    _print_graph_example()
+    print_graph_example()
     print()
-    _print_two_layer()
+    print_two_layer()
     print()
-    _print_three_layer()
+    print_three_layer()
     print()
-    _print_xor(args.xor_epochs)
+    print_xor(args.xor_epochs)
     return 0

@@ -77,3 +77,14 @@ def test_seed001_three_layer_network_passes_check_gradients():
     report = worked_examples.three_layer_network()
     report.assert_ok()
     assert len(report.rows) == 7  # three (w, b) pairs and the input
+
+
+def test_demo_subcommand_prints_every_seed_example(capsys):
+    from jaxbp import cli
+
+    assert cli.main(["demo", "--xor-epochs", "200"]) == 0
+    out = capsys.readouterr().out
+    hand_dL_dw = (1 / (1 + math.exp(-0.2)) - 1) * (1 / (1 + math.exp(-0.2))) * (1 - 1 / (1 + math.exp(-0.2))) * 0.5
+    assert f"dL/dw = {hand_dL_dw:.6f}" in out
+    assert "y = 7   L = 4   dL/dy = 4   dL/dw = 8   dL/db = 4" in out
+    assert "Epoch 200: Loss =" in out and "OK: manual == jax.grad(reference)" in out
