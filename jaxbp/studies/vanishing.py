@@ -741,7 +741,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--full",
         action="store_true",
         help="the complete grid: depths 10 20 50 100, 8 seeds, batch 128, 40 epochs (about 8 minutes on 2 CPU cores; "
-        "the default run takes 2-3)",
+        "the default run takes about one)",
     )
     size.add_argument("--tiny", action="store_true", help="a half-minute smoke run (tiny widths and depths)")
     parser.add_argument(
