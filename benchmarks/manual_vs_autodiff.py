@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax._src.ad_checkpoint import saved_residuals
 
