@@ -130,12 +130,14 @@ def _walk(jaxpr: Jaxpr, tainted_in: Sequence[bool], context: str, found: list) -
         if not any(ins):
             continue
         outs = _walk_eqn(eqn, ins, context, found)
+        if outs is None:  # a plain primitive: autodiff would differentiate it
+            differentiable = name not in _ZERO_DERIVATIVE
+            outs = [differentiable] * len(eqn.outvars)
+            float_in = any(t and _is_float(v) for v, t in zip(eqn.invars, ins))
+            float_out = any(_is_float(v) and v in needed for v in eqn.outvars)
+            if differentiable and float_in and float_out:
+                found.append(NonManualPrimitive(name, source_info_util.summarize(eqn.source_info), context))
         tainted.update(v for v, t in zip(eqn.outvars, outs) if t)
-        float_in = any(t and _is_float(v) for v, t in zip(eqn.invars, ins))
-        float_out = any(_is_float(v) and v in needed for v in eqn.outvars)
-        if outs is _LEAF and float_in and float_out and name not in _ZERO_DERIVATIVE:
-            where = source_info_util.summarize(eqn.source_info)
-            found.append(NonManualPrimitive(name, where, context))
     return [is_tainted(v) for v in jaxpr.outvars]
 
 
@@ -152,14 +154,9 @@ def _float_ancestors_of_outputs(jaxpr: Jaxpr) -> set:
     return needed
 
 
-class _LeafTaint(list):
-    """Marker: the eqn was not a container; its outputs are tainted iff any input is."""
-
-
-_LEAF = _LeafTaint()
-
-
-def _walk_eqn(eqn, ins: list[bool], context: str, found: list) -> list[bool]:
+def _walk_eqn(eqn, ins: list[bool], context: str, found: list) -> list[bool] | None:
+    """The taint of a container eqn's outputs (custom VJP, scan, while, cond, jit,
+    checkpoint), recursing into its body; ``None`` for a plain primitive."""
     name, params = eqn.primitive.name, eqn.params
     n_out = len(eqn.outvars)
     where = f"{context} > {name}" if context else name
@@ -190,7 +187,7 @@ def _walk_eqn(eqn, ins: list[bool], context: str, found: list) -> list[bool]:
     sub = _sub_jaxpr(params.get("jaxpr"))
     if sub is not None and len(sub[0].invars) == len(ins):  # jit, checkpoint, closed_call
         return _walk(sub[0], ins, where, found)
-    return _LEAF
+    return None
 
 
 def find_non_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | None = None) -> list[NonManualPrimitive]:

@@ -69,13 +69,6 @@ def _in_accumulation_dtype(x: Array) -> Array:
     return x.astype(accumulation_dtype(x.dtype))
 
 
-def logsumexp(x: Array, axis: int = -1) -> Array:
-    """log sum_j exp(x_j) along ``axis`` (keeps the axis), shifted by the max for stability."""
-    x = _in_accumulation_dtype(x)
-    shift = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-    return shift + jnp.log(jnp.sum(jnp.exp(x - shift), axis=axis, keepdims=True))
-
-
 def _log_softmax_wide(x: Array, axis: int) -> Array:
     """(x - m) - log sum_j exp(x_j - m), m = max x, in the accumulation dtype.
 

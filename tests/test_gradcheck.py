@@ -145,6 +145,13 @@ def test_assert_fully_manual_names_a_raw_primitive_and_where_it_came_from():
     assert [(f.primitive, f.context) for f in found] == [("tanh", "jit")]
 
 
+def test_find_non_manual_reports_every_raw_primitive_along_the_path():
+    found = find_non_manual(lambda x: ops.tanh(jnp.sin(jnp.exp(x))), jnp.ones(3))
+    assert [f.primitive for f in found] == ["exp", "sin"]
+    # stop_gradient cuts the path: nothing after it is differentiated
+    assert find_non_manual(lambda x: jnp.sin(jax.lax.stop_gradient(x)), jnp.ones(3)) == []
+
+
 def test_find_non_manual_ignores_non_differentiable_paths():
     params = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
 
