@@ -129,6 +129,14 @@ def require_same_shape(op: str, a_name: str, a: Array, b_name: str, b: Array) ->
         )
 
 
+def same_shape_floats(op: str, a_name: str, a: Any, b_name: str, b: Any) -> tuple[Array, Array]:
+    """Two floating-point arrays of one shape, ``b`` cast to ``a``'s dtype (binary ops, losses)."""
+    a = as_float_array(op, a_name, a)
+    b = as_float_array(op, b_name, b)
+    require_same_shape(op, a_name, a, b_name, b)
+    return a, b.astype(a.dtype)
+
+
 def static_float(
     op: str,
     name: str,

@@ -21,6 +21,7 @@ from jaxbp.core import (
     is_concrete,
     require_rank,
     require_same_shape,
+    same_shape_floats,
 )
 
 
@@ -50,10 +51,7 @@ _mse = define_op(reference.mse, _mse_fwd, _mse_bwd)
 
 def mse(predictions: Array, targets: Array) -> Array:
     """Half mean squared error ``1/(2N) sum (predictions - targets)^2`` over all N elements."""
-    predictions = as_float_array("mse", "predictions", predictions)
-    targets = as_float_array("mse", "targets", targets)
-    require_same_shape("mse", "predictions", predictions, "targets", targets)
-    return _mse(predictions, targets.astype(predictions.dtype))
+    return _mse(*same_shape_floats("mse", "predictions", predictions, "targets", targets))
 
 
 # ------------------------------------------------------- binary cross-entropy
@@ -90,14 +88,12 @@ def binary_cross_entropy_with_logits(logits: Array, labels: Array) -> Array:
     Stable for any logit magnitude: it never forms ``log(sigmoid(z))``.
     """
     op = "binary_cross_entropy_with_logits"
-    logits = as_float_array(op, "logits", logits)
-    labels = as_float_array(op, "labels", labels)
-    require_same_shape(op, "logits", logits, "labels", labels)
+    logits, labels = same_shape_floats(op, "logits", logits, "labels", labels)
     if is_concrete(labels) and labels.size:
         low, high = float(np.min(np.asarray(labels))), float(np.max(np.asarray(labels)))
         if low < 0 or high > 1:
             raise ValueError(f"{op}: labels must lie in [0, 1], got values in [{low}, {high}]")
-    return _bce(logits, labels.astype(logits.dtype))
+    return _bce(logits, labels)
 
 
 # ---------------------------------------------------------- softmax cross-entropy

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from jaxbp import reference
-from jaxbp.core import Array, as_float_array, define_op, require_rank, require_same_shape
+from jaxbp.core import Array, as_float_array, define_op, require_rank, same_shape_floats
 
 
 def _add_fwd(a, b):
@@ -30,10 +30,7 @@ _add = define_op(reference.add, _add_fwd, _add_bwd)
 
 def add(a: Array, b: Array) -> Array:
     """Elementwise ``a + b`` of two same-shaped arrays (no broadcasting)."""
-    a = as_float_array("add", "a", a)
-    b = as_float_array("add", "b", b)
-    require_same_shape("add", "a", a, "b", b)
-    return _add(a, b.astype(a.dtype))
+    return _add(*same_shape_floats("add", "a", a, "b", b))
 
 
 def _reshape_fwd(x, shape):
