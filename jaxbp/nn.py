@@ -156,6 +156,12 @@ def residual(*layers: Layer) -> Layer:
     return _combine(init, apply_with_state, [block])
 
 
+def _holds_only_arrays(value: Any) -> bool:
+    """True for an array or a non-empty pytree of arrays (keys, taps); False for Python values."""
+    leaves = jax.tree_util.tree_leaves(value)
+    return bool(leaves) and all(isinstance(leaf, jax.Array) for leaf in leaves)
+
+
 def checkpoint(layer: Layer) -> Layer:
     """``layer`` rematerialised with :func:`jax.checkpoint`: its activations are
     recomputed in the backward pass instead of stored. Same values, same gradients,
@@ -164,7 +170,7 @@ def checkpoint(layer: Layer) -> Layer:
     inside are returned from it and copied into the caller's ``record`` dict."""
 
     def apply_with_state(params, x, state, *, record=None, **kwargs):
-        arrays = {k: v for k, v in kwargs.items() if jax.tree_util.tree_leaves(v) and not isinstance(v, (bool, str))}
+        arrays = {k: v for k, v in kwargs.items() if _holds_only_arrays(v)}
         static = {k: v for k, v in kwargs.items() if k not in arrays}
 
         def run(params, x, state, arrays):

@@ -90,6 +90,18 @@ def test_checkpoint_layer_gives_identical_values_and_gradients():
         np.testing.assert_array_equal(a, b)
 
 
+def test_checkpoint_layer_keeps_python_kwargs_static():
+    def scaled():
+        def apply(params, x, *, factor=1, **kwargs):
+            assert isinstance(factor, int)  # a traced value would fail here
+            return ops.add(x, x) if factor > 1 else x
+
+        return nn.Layer(lambda key, shape: ((), shape), apply)
+
+    y = jax.grad(lambda x: jnp.sum(nn.checkpoint(scaled()).apply((), x, factor=2, key=jax.random.key(0))))(jnp.ones(3))
+    np.testing.assert_array_equal(y, 2 * np.ones(3))
+
+
 def test_checkpoint_layer_passes_recorded_taps_out():
     network = nn.checkpoint(nn.mlp([4, 2], "tanh"))
     params, _ = network.init(jax.random.key(0), (3, 5))
