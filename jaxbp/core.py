@@ -59,7 +59,7 @@ def define_op(
     return op
 
 
-def elementwise(
+def define_elementwise_op(
     primal: Callable,
     residual: Callable,
     derivative: Callable,
@@ -91,6 +91,11 @@ def elementwise(
 def accumulation_dtype(dtype: Any) -> jnp.dtype:
     """The dtype to accumulate sums in: float32 for bf16/f16, else ``dtype`` itself."""
     return jnp.promote_types(dtype, jnp.float32)
+
+
+def in_accumulation_dtype(x: Array) -> Array:
+    """``x`` cast to :func:`accumulation_dtype` (float32 for bf16/f16 inputs)."""
+    return x.astype(accumulation_dtype(x.dtype))
 
 
 # ------------------------------------------------------------------------- validation

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, as_float_array, elementwise, static_float
+from jaxbp.core import Array, as_float_array, define_elementwise_op, static_float
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -21,7 +21,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # y = sigma(x)          residual: x
 # dx = dy * sigma(x) * sigma(-x)      (= y (1 - y), but exact in the tails: at x = 100,
 #                                      y rounds to 1 and y (1 - y) to 0, while sigma(-x) keeps 3.7e-44)
-_sigmoid = elementwise(
+_sigmoid = define_elementwise_op(
     reference.sigmoid,
     residual=lambda x, y: x,
     derivative=lambda x: reference.sigmoid(x) * reference.sigmoid(-x),
@@ -29,7 +29,7 @@ _sigmoid = elementwise(
 
 # y = tanh(x)           residual: y
 # dx = dy * (1 - y^2)
-_tanh = elementwise(
+_tanh = define_elementwise_op(
     reference.tanh,
     residual=lambda x, y: y,
     derivative=lambda y: 1 - y * y,
@@ -37,7 +37,7 @@ _tanh = elementwise(
 
 # y = max(x, 0)         residual: the boolean mask x > 0 (1 byte per element)
 # dx = dy * 1[x > 0]
-_relu = elementwise(
+_relu = define_elementwise_op(
     reference.relu,
     residual=lambda x, y: x > 0,
     derivative=lambda positive: positive,
@@ -45,7 +45,7 @@ _relu = elementwise(
 
 # y = x if x > 0 else a*x     residual: the boolean mask x > 0
 # dx = dy * (1 if x > 0 else a)
-_leaky_relu = elementwise(
+_leaky_relu = define_elementwise_op(
     reference.leaky_relu,
     residual=lambda x, y, negative_slope: x > 0,
     derivative=lambda positive, negative_slope: jnp.where(positive, 1.0, negative_slope),
@@ -54,7 +54,7 @@ _leaky_relu = elementwise(
 
 # y = x if x > 0 else alpha*(e^x - 1)     residual: y (x > 0 <=> y > 0 since alpha > 0)
 # dx = dy * (1 if x > 0 else alpha*e^x = y + alpha)
-_elu = elementwise(
+_elu = define_elementwise_op(
     reference.elu,
     residual=lambda x, y, alpha: y,
     derivative=lambda y, alpha: jnp.where(y > 0, 1.0, y + alpha),
@@ -77,7 +77,7 @@ def _gelu_derivative(x: Array, approximate: bool) -> Array:
 
 
 # y = gelu(x)           residual: x
-_gelu = elementwise(
+_gelu = define_elementwise_op(
     reference.gelu,
     residual=lambda x, y, approximate: x,
     derivative=_gelu_derivative,

@@ -34,8 +34,8 @@ def _scale(dL: Array, count: int, dtype) -> Array:
 
 
 def _mse_fwd(predictions, targets):
-    error = predictions.astype(accumulation_dtype(predictions.dtype)) - targets
-    return reference.mse(predictions, targets), error.astype(predictions.dtype)
+    loss, error = reference.mse_parts(predictions, targets)
+    return loss, error.astype(predictions.dtype)
 
 
 def _mse_bwd(error, dL):
@@ -107,8 +107,8 @@ class SoftmaxCrossEntropyResiduals(NamedTuple):
 def _sce_fwd(logits, labels):
     # Saving log p (one logits-sized array) instead of logits + logsumexp: same bytes,
     # no recomputation, and exact in float32 even for |z| ~ 1e4.
-    log_p = reference.log_softmax(logits.astype(accumulation_dtype(logits.dtype)), -1)
-    return reference.softmax_cross_entropy(logits, labels), SoftmaxCrossEntropyResiduals(log_p, labels)
+    loss, log_p = reference.softmax_cross_entropy_parts(logits, labels)
+    return loss, SoftmaxCrossEntropyResiduals(log_p, labels)
 
 
 def _sce_bwd(residuals, dL):

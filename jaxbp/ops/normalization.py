@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
-from jax import lax
 
 from jaxbp import reference
 from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op, require_rank, static_float
@@ -72,8 +71,8 @@ def _gamma_beta_grads(residuals: NormalizationResiduals, dy: Array, x_hat: Array
 
 
 def _batch_norm_fwd(params, x, eps):
-    y, mean, var = reference.batch_norm(params, x, eps)
-    return (y, mean, var), NormalizationResiduals(x, mean, lax.rsqrt(var + eps), params["gamma"])
+    y, mean, var, inv_std = reference.batch_norm_parts(params, x, eps)
+    return (y, mean, var), NormalizationResiduals(x, mean, inv_std, params["gamma"])
 
 
 def _batch_norm_bwd(eps, residuals, cotangents):
@@ -107,9 +106,9 @@ _batch_norm = define_op(reference.batch_norm, _batch_norm_fwd, _batch_norm_bwd, 
 
 
 def _batch_norm_inference_fwd(params, x, mean, var, eps):
-    y = reference.batch_norm_inference(params, x, mean, var, eps)
     # mean and inv_std stay in the statistics' own dtype, as in the reference math.
-    return y, NormalizationResiduals(x, mean, lax.rsqrt(var + eps), params["gamma"])
+    y, mean, inv_std = reference.batch_norm_inference_parts(params, x, mean, var, eps)
+    return y, NormalizationResiduals(x, mean, inv_std, params["gamma"])
 
 
 def _batch_norm_inference_bwd(eps, residuals, dy):
@@ -138,9 +137,8 @@ _batch_norm_inference = define_op(
 
 
 def _layer_norm_fwd(params, x, eps):
-    mean, var = reference.moments(x, (-1,))
-    y = reference.scale_and_shift(params, x, mean, var, eps)
-    return y, NormalizationResiduals(x, mean, lax.rsqrt(var + eps), params["gamma"])
+    y, mean, inv_std = reference.layer_norm_parts(params, x, eps)
+    return y, NormalizationResiduals(x, mean, inv_std, params["gamma"])
 
 
 def _layer_norm_bwd(eps, residuals, dy):
