@@ -1,0 +1,414 @@
+"""Shared measuring primitives for the benchmark suite (``jaxbp bench``).
+
+Every section of the suite (``mlp``, ``gradients``, ``scaling``, ``remat`` and the family
+sections ``conv``, ``recurrent``, ``attention``) measures with these functions, so the
+figures are comparable across sections:
+
+* :func:`time_variants` -- wall time of several zero-argument callables measured
+  **round-robin in one process** (each round runs every variant once, starting at a
+  rotating position), compile and warm-up excluded; each variant gets a :class:`Timing`
+  with the min and median over the repeats. Ratios are taken between variants of one call.
+* :func:`residual_bytes` -- bytes a function's VJP keeps for the backward pass
+  (``saved_residuals``: exactly what ``jax.vjp`` stores, custom-VJP residuals included).
+* :func:`compiled_memory` -- XLA's ``compiled.memory_analysis()`` (temporary, argument,
+  output bytes) of ``jax.jit(f)`` lowered at the given arguments.
+* :func:`compare_training_step` -- the standard row: an SGD training step through the
+  hand-written rules vs ``jax.grad`` through :mod:`jaxbp.reference` (custom rules stripped),
+  fwd+bwd over fwd, residual and temporary bytes, and PyTorch eager when a step is given.
+* :func:`optional_torch`, :func:`machine_info`, :func:`format_table`, :func:`write_json`.
+
+Results go to ``results/bench/`` under a new name each run (:func:`new_path`); nothing
+is ever overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+__all__ = [
+    "RESULTS_DIR",
+    "TORCH_SKIP_MESSAGE",
+    "Timing",
+    "compare_training_step",
+    "compiled_memory",
+    "format_table",
+    "machine_info",
+    "max_relative_difference",
+    "nbytes",
+    "new_path",
+    "optional_torch",
+    "residual_bytes",
+    "sgd_step",
+    "thread_count",
+    "time_variants",
+    "write_json",
+]
+
+RESULTS_DIR = Path("results") / "bench"
+TORCH_SKIP_MESSAGE = "PyTorch is not installed: torch columns skipped (pip install 'jaxbp[bench]' to measure them)"
+
+
+# ---------------------------------------------------------------------------- timing
+
+
+class Timing(NamedTuple):
+    """Wall time of one variant over ``repeats`` round-robin rounds, in milliseconds."""
+
+    min_ms: float
+    median_ms: float
+    repeats: int
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "min_ms": self.min_ms,
+            "median_ms": self.median_ms,
+            "repeats": self.repeats,
+        }
+
+
+def _block(out: Any) -> Any:
+    """Wait for every JAX array in ``out`` (other leaves, e.g. torch tensors, are already computed)."""
+    for leaf in jax.tree_util.tree_leaves(out):
+        if isinstance(leaf, jax.Array):
+            leaf.block_until_ready()
+    return out
+
+
+def time_variants(
+    variants: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 1
+) -> dict[str, Timing]:
+    """Time zero-argument callables round-robin: each round runs every variant once.
+
+    ``warmup`` untimed calls per variant come first (compilation, caches). Round ``r``
+    starts at variant ``r mod len(variants)``, so no variant always runs first or just
+    after a given other one; drift in the machine's speed (frequency, other load) is
+    shared by all. Results are JAX-synchronised (``block_until_ready``).
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(
+            f"time_variants: repeats must be >= 1 and warmup >= 0 (repeats={repeats}, warmup={warmup})"
+        )
+    names = list(variants)
+    for name in names:
+        for _ in range(warmup):
+            _block(variants[name]())
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            _block(variants[name]())
+            samples[name].append(time.perf_counter() - start)
+    return {
+        name: Timing(1e3 * min(s), 1e3 * float(np.median(s)), repeats)
+        for name, s in samples.items()
+    }
+
+
+# ---------------------------------------------------------------------------- memory
+
+
+def nbytes(avals: Any) -> int:
+    """Total bytes of a pytree (or iterable) of arrays / shape-dtype structs."""
+    leaves = jax.tree_util.tree_leaves(
+        list(avals) if not hasattr(avals, "shape") else avals
+    )
+    return int(
+        sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
+    )
+
+
+def residual_bytes(f: Callable[..., Any], *args: Any) -> dict[str, int]:
+    """Bytes ``jax.vjp(f, *args)`` saves for the backward pass.
+
+    ``total`` counts every saved array; ``arguments`` the part that is an input of ``f``
+    passed through (saved either way, not created by the forward); ``intermediates`` the
+    rest -- the figure a backward rule's design controls.
+    """
+    from jax._src.ad_checkpoint import (
+        saved_residuals,  # public only as print_saved_residuals
+    )
+
+    saved = saved_residuals(f, *args)
+    total = nbytes([aval for aval, _ in saved])
+    arguments = nbytes(
+        [aval for aval, source in saved if source.startswith("from the argument")]
+    )
+    return {"total": total, "arguments": arguments, "intermediates": total - arguments}
+
+
+def compiled_memory(f: Callable[..., Any], *args: Any) -> dict[str, int | None]:
+    """XLA's memory analysis of ``jax.jit(f)`` compiled for ``args``: temporary, argument and
+    output bytes (``None`` where the backend reports no analysis)."""
+    analysis = jax.jit(f).lower(*args).compile().memory_analysis()
+    fields = {
+        "temp": "temp_size_in_bytes",
+        "argument": "argument_size_in_bytes",
+        "output": "output_size_in_bytes",
+    }
+    return {
+        key: (None if analysis is None else int(getattr(analysis, attr)))
+        for key, attr in fields.items()
+    }
+
+
+# ------------------------------------------------------------------- manual vs autodiff
+
+
+def max_relative_difference(a: Any, b: Any) -> float:
+    """Largest ``max|a - b| / max|b|`` over the leaves of two pytrees (0 = identical)."""
+    worst = 0.0
+    for leaf_a, leaf_b in zip(
+        jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True
+    ):
+        leaf_a, leaf_b = np.asarray(leaf_a, np.float64), np.asarray(leaf_b, np.float64)
+        scale = max(float(np.max(np.abs(leaf_b), initial=0.0)), 1e-30)
+        worst = max(worst, float(np.max(np.abs(leaf_a - leaf_b), initial=0.0)) / scale)
+    return worst
+
+
+def sgd_step(
+    loss: Callable[..., Any], learning_rate: float = 1e-3
+) -> Callable[..., Any]:
+    """``jit`` of one SGD step ``params - lr * grad loss(params, *batch)``, returning ``(params, loss)``."""
+
+    @jax.jit
+    def step(params: Any, *batch: Any) -> tuple[Any, Any]:
+        value, grads = jax.value_and_grad(loss)(params, *batch)
+        return jax.tree_util.tree_map(
+            lambda p, g: p - learning_rate * g, params, grads
+        ), value
+
+    return step
+
+
+def compare_training_step(
+    loss: Callable[..., Any],
+    params: Any,
+    *batch: Any,
+    repeats: int = 10,
+    torch_step: Callable[[], Any] | None = None,
+    tolerance: float = 1e-2,
+) -> dict[str, Any]:
+    """The suite's standard row for one model: hand-written rules vs autodiff through the reference.
+
+    ``loss(params, *batch) -> scalar`` must differentiate through :mod:`jaxbp.ops`; the
+    autodiff twin is ``jaxbp.gradcheck.strip_custom_vjps(loss)``. Gradients of the two are
+    compared first (``grad_relative_error``: ``|a - b| / (|a| + |b|)`` over all leaves; above ``tolerance`` the timing would compare
+    different computations, so a ``ValueError`` is raised). Timed round-robin: the manual
+    SGD step, the autodiff SGD step, the manual forward (loss alone), the manual
+    fwd+bwd (loss and gradients) and ``torch_step`` (a PyTorch eager training step on the
+    same model, if given). ``*_ratio`` entries are ratios of medians.
+    """
+    from jaxbp.gradcheck import relative_error, strip_custom_vjps
+
+    reference = strip_custom_vjps(loss)
+    grad_manual = jax.jit(jax.grad(loss))
+    grad_reference = jax.jit(jax.grad(reference))
+    difference = relative_error(
+        grad_manual(params, *batch), grad_reference(params, *batch)
+    )
+    if not difference <= tolerance:
+        raise ValueError(
+            f"compare_training_step: manual and autodiff gradients differ by {difference:.2e} (> {tolerance:g})"
+        )
+
+    step_manual, step_reference, forward = (
+        sgd_step(loss),
+        sgd_step(reference),
+        jax.jit(loss),
+    )
+    variants: dict[str, Callable[[], Any]] = {
+        "manual": lambda: step_manual(params, *batch),
+        "autodiff": lambda: step_reference(params, *batch),
+        "forward": lambda: forward(params, *batch),
+        "fwd_bwd": lambda: grad_manual(params, *batch),
+    }
+    if torch_step is not None:
+        variants["torch"] = torch_step
+    timings = time_variants(variants, repeats)
+    median = {name: t.median_ms for name, t in timings.items()}
+    return {
+        "step_ms": {name: t.to_dict() for name, t in timings.items()},
+        "manual_over_autodiff": median["manual"] / median["autodiff"],
+        "fwd_bwd_over_fwd": median["fwd_bwd"] / median["forward"],
+        "manual_over_torch": median["manual"] / median["torch"]
+        if torch_step is not None
+        else None,
+        "residual_bytes": {
+            "manual": residual_bytes(loss, params, *batch),
+            "autodiff": residual_bytes(reference, params, *batch),
+        },
+        "temp_bytes": {
+            "manual": compiled_memory(jax.grad(loss), params, *batch)["temp"],
+            "autodiff": compiled_memory(jax.grad(reference), params, *batch)["temp"],
+        },
+        "grad_relative_error": difference,
+    }
+
+
+# ------------------------------------------------------------------------- PyTorch
+
+
+def thread_count() -> int:
+    """CPU cores this process may use (the thread count XLA:CPU and torch are given)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def optional_torch(announce: bool = True) -> Any | None:
+    """``torch`` set to :func:`thread_count` threads, or ``None`` (printing :data:`TORCH_SKIP_MESSAGE`).
+
+    The torch columns compare against PyTorch eager on the CPU; on a GPU run (JAX on another
+    backend) they are skipped as well, since the devices would differ.
+    """
+    try:
+        import torch
+    except ImportError:
+        if announce:
+            print(TORCH_SKIP_MESSAGE, file=sys.stderr)
+        return None
+    if jax.default_backend() != "cpu":
+        if announce:
+            print(
+                f"JAX runs on {jax.default_backend()}: the CPU-only PyTorch columns are skipped",
+                file=sys.stderr,
+            )
+        return None
+    torch.set_num_threads(thread_count())
+    return torch
+
+
+# -------------------------------------------------------------------- machine, output
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a result was measured: CPU model, JAX device, versions, thread counts, time (UTC)."""
+    import jaxlib
+
+    device = jax.devices()[0]
+    try:
+        import torch
+
+        torch_version, torch_threads = torch.__version__, torch.get_num_threads()
+    except ImportError:
+        torch_version = torch_threads = None
+    return {
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "threads": thread_count(),
+        "backend": jax.default_backend(),
+        "device": str(device.device_kind),
+        "device_count": jax.device_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": np.__version__,
+        "torch": torch_version,
+        "torch_threads": torch_threads,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def format_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    title: str = "",
+) -> str:
+    """Rows of ``{column: value}`` as a right-aligned text table (floats to 3 significant digits,
+    ``None`` as ``n/a``); ``columns`` defaults to the first row's keys."""
+    columns = list(columns if columns is not None else (rows[0] if rows else {}))
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
+        return str(value)
+
+    grid = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
+    lines = [
+        "  ".join(text.rjust(width) for text, width in zip(line, widths))
+        for line in grid
+    ]
+    return "\n".join(([title] if title else []) + lines)
+
+
+def new_path(
+    stem: str, suffix: str = ".json", directory: Path | str = RESULTS_DIR
+) -> Path:
+    """``directory/stem-NNN{suffix}`` numbered one past the highest existing ``stem-NNN*``."""
+    directory = Path(directory)
+    numbers = [
+        int(p.name[len(stem) + 1 :].split(".")[0])
+        for p in directory.glob(f"{stem}-*")
+        if p.name[len(stem) + 1 :].split(".")[0].isdigit()
+    ]
+    return directory / f"{stem}-{max(numbers, default=0) + 1:03d}{suffix}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Timing):
+        return value.to_dict()
+    if isinstance(value, (np.generic, jax.Array)):
+        return np.asarray(value).tolist()
+    raise TypeError(f"write_json: cannot encode {type(value).__name__}")
+
+
+def write_json(
+    payload: Mapping[str, Any],
+    stem: str,
+    directory: Path | str = RESULTS_DIR,
+    path: Path | str | None = None,
+) -> Path:
+    """Write ``{"machine": machine_info(), **payload}`` to a new file and return its path.
+
+    The file is ``path`` if given (it must not exist) or the next ``directory/stem-NNN.json``;
+    it is created exclusively, so an existing result is never overwritten.
+    """
+    document = {"machine": machine_info(), **payload}
+    text = json.dumps(document, indent=2, default=_jsonable)
+    for _ in range(100):
+        target = Path(path) if path is not None else new_path(stem, ".json", directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with target.open("x") as handle:
+                handle.write(text)
+            return target
+        except FileExistsError:
+            if path is not None:
+                raise FileExistsError(
+                    f"write_json: {target} exists; results are never overwritten (choose another path)"
+                ) from None
+    raise RuntimeError(
+        f"write_json: could not find a free name for {stem!r} in {directory}"
+    )
