@@ -19,6 +19,18 @@ figures are comparable across sections:
 
 Results go to ``results/bench/`` under a new name each run (:func:`new_path`); nothing
 is ever overwritten.
+
+A section is a module ``jaxbp/bench/<name>.py`` with::
+
+    def run(tiny: bool = False, repeats: int = 10) -> dict:
+        # {"section": "<name>", "rows": [row, ...], ...}: for a model's training step a row is
+        # {"model": "lstm-b32-t100-h256", **compare_training_step(loss, params, *batch, ...)}
+    def main(argv=None) -> int:
+        return section_main("<name>", run, argv)   # python -m jaxbp.bench.<name> [--tiny] [--repeats N]
+
+``tiny=True`` must finish in seconds (the tests call it). The suite (``jaxbp bench``) calls
+``run`` of every section that exists and puts the rows that carry ``step_ms`` into one table
+(:func:`step_table`).
 """
 
 from __future__ import annotations
@@ -50,7 +62,9 @@ __all__ = [
     "new_path",
     "optional_torch",
     "residual_bytes",
+    "section_main",
     "sgd_step",
+    "step_table",
     "thread_count",
     "time_variants",
     "write_json",
@@ -412,3 +426,87 @@ def write_json(
     raise RuntimeError(
         f"write_json: could not find a free name for {stem!r} in {directory}"
     )
+
+
+# ------------------------------------------------------------------- sections
+
+
+STEP_COLUMNS = (
+    "model",
+    "manual ms",
+    "autodiff ms",
+    "manual/autodiff",
+    "fwd+bwd/fwd",
+    "resid KiB m/a",
+    "temp KiB m/a",
+    "torch ms",
+    "manual/torch",
+)
+
+
+def _kib_pair(pair: Mapping[str, Any], key: str | None = None) -> str:
+    values = [
+        pair[side] if key is None else pair[side][key]
+        for side in ("manual", "autodiff")
+    ]
+    return "/".join("n/a" if v is None else f"{v / 1024:.0f}" for v in values)
+
+
+def step_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
+    """Training-step rows (``{"model": ..., **compare_training_step(...)}``) as one table:
+    median step times, ratios of medians, residual bytes (total) and compiled temporary bytes."""
+    table = []
+    for row in rows:
+        ms = row["step_ms"]
+        table.append(
+            {
+                "model": row.get("model", "?"),
+                "manual ms": ms["manual"]["median_ms"],
+                "autodiff ms": ms["autodiff"]["median_ms"],
+                "manual/autodiff": row["manual_over_autodiff"],
+                "fwd+bwd/fwd": row["fwd_bwd_over_fwd"],
+                "resid KiB m/a": _kib_pair(row["residual_bytes"], "total"),
+                "temp KiB m/a": _kib_pair(row["temp_bytes"]),
+                "torch ms": ms["torch"]["median_ms"] if "torch" in ms else None,
+                "manual/torch": row.get("manual_over_torch"),
+            }
+        )
+    return format_table(table, STEP_COLUMNS, title)
+
+
+def section_main(
+    name: str, run: Callable[..., Mapping[str, Any]], argv: Sequence[str] | None = None
+) -> int:
+    """Command line of one section: ``[--tiny] [--repeats N] [--out PATH]``; prints the table of
+    its training-step rows (or of all its rows) and writes JSON to a new file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m jaxbp.bench.{name}",
+        description=f"jaxbp benchmark section {name!r}",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny sizes (seconds; for tests)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed rounds per variant (default: 10)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"JSON path (default: a new {RESULTS_DIR}/{name}-NNN.json)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    result = dict(run(tiny=args.tiny, repeats=args.repeats))
+    rows = result.get("rows", [])
+    step_rows = [row for row in rows if "step_ms" in row]
+    print(
+        step_table(step_rows, title=name)
+        if step_rows
+        else format_table(rows, title=name)
+    )
+    print(f"wrote {write_json({'section': name, **result}, name, path=args.out)}")
+    return 0
