@@ -2,7 +2,12 @@
 
 Conventions at kinks (the derivative the backward uses where the function is not
 differentiable): relu'(0) = 0, leaky_relu'(0) = negative_slope, elu'(0) = alpha.
-Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on these ops.
+NaN propagates: a NaN input gives a NaN output and a NaN derivative for every
+activation. At +-inf the derivatives are their limits (e.g. gelu'(+inf) = 1).
+Every derivative is computed in a form exact in float32 tails (relative error
+<= 1e-5 wherever the true value is a normal float32; see tests/test_activation_tails.py).
+Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on these ops;
+see :func:`jaxbp.gradcheck.hvp` for second-order products.
 """
 
 from __future__ import annotations
@@ -17,6 +22,34 @@ from jaxbp.core import Array, as_float_array, define_elementwise_op, static_floa
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# Beyond |x| = 40 both GELU derivatives are exactly 1 (x > 0) or 0 (x < 0) even in float64
+# (the Gaussian tail is e^{-800}); clipping there keeps x^2, x^3 finite (|x| ~ 1e20 gave NaN).
+_GELU_SATURATION = 40.0
+
+# Residual of the piecewise-linear activations: one byte per element, three states, so
+# a NaN input keeps a NaN derivative (a boolean mask would turn it into 0 or 1).
+_NOT_POSITIVE, _POSITIVE, _NAN = 0, 1, 2
+
+
+def _sign_code(x: Array) -> Array:
+    """uint8 code of x: 1 where x > 0, 0 where x <= 0, 2 where x is NaN."""
+    return jnp.where(jnp.isnan(x), _NAN, x > 0).astype(jnp.uint8)
+
+
+def _piecewise_linear_derivative(code: Array, negative_slope: float) -> Array:
+    """1 where x > 0, ``negative_slope`` where x <= 0, NaN where x was NaN."""
+    return jnp.where(
+        code == _POSITIVE,
+        1.0,
+        jnp.where(code == _NOT_POSITIVE, negative_slope, jnp.nan),
+    )
+
+
+def _sech_squared(x: Array) -> Array:
+    """1 - tanh(x)^2 = 4 e^{-2|x|} / (1 + e^{-2|x|})^2, exact in the tails (no 1 - y^2 cancellation)."""
+    t = jnp.exp(-2.0 * jnp.abs(x))
+    return 4.0 * t / (1.0 + t) ** 2
+
 
 # y = sigma(x)          residual: x
 # dx = dy * sigma(x) * sigma(-x)      (= y (1 - y), but exact in the tails: at x = 100,
@@ -27,51 +60,65 @@ _sigmoid = define_elementwise_op(
     derivative=lambda x: reference.sigmoid(x) * reference.sigmoid(-x),
 )
 
-# y = tanh(x)           residual: y
-# dx = dy * (1 - y^2)
+# y = tanh(x)           residual: x (the same bytes as y)
+# dx = dy * (1 - y^2) = dy * 4 e^{-2|x|} / (1 + e^{-2|x|})^2
+#      (1 - y^2 from the saved y is exactly 0 in float32 for |x| >= 9, where the true value is 6e-8)
 _tanh = define_elementwise_op(
     reference.tanh,
-    residual=lambda x, y: y,
-    derivative=lambda y: 1 - y * y,
+    residual=lambda x, y: x,
+    derivative=_sech_squared,
 )
 
-# y = max(x, 0)         residual: the boolean mask x > 0 (1 byte per element)
-# dx = dy * 1[x > 0]
+# y = max(x, 0)         residual: uint8 code of x (1 byte per element, see _sign_code)
+# dx = dy * 1[x > 0]    (NaN where x is NaN)
 _relu = define_elementwise_op(
     reference.relu,
-    residual=lambda x, y: x > 0,
-    derivative=lambda positive: positive,
+    residual=lambda x, y: _sign_code(x),
+    derivative=lambda code: _piecewise_linear_derivative(code, 0.0),
 )
 
-# y = x if x > 0 else a*x     residual: the boolean mask x > 0
+# y = x if x > 0 else a*x     residual: uint8 code of x
 # dx = dy * (1 if x > 0 else a)
 _leaky_relu = define_elementwise_op(
     reference.leaky_relu,
-    residual=lambda x, y, negative_slope: x > 0,
-    derivative=lambda positive, negative_slope: jnp.where(positive, 1.0, negative_slope),
+    residual=lambda x, y, negative_slope: _sign_code(x),
+    derivative=_piecewise_linear_derivative,
     num_static=1,
 )
 
-# y = x if x > 0 else alpha*(e^x - 1)     residual: y (x > 0 <=> y > 0 since alpha > 0)
-# dx = dy * (1 if x > 0 else alpha*e^x = y + alpha)
+# y = x if x > 0 else alpha*(e^x - 1)     residual: x (the same bytes as y)
+# dx = dy * (1 if x > 0 else alpha*e^x)
+#      (alpha e^x = y + alpha from the saved y loses every digit as y -> -alpha: 44% error at x = -17)
 _elu = define_elementwise_op(
     reference.elu,
-    residual=lambda x, y, alpha: y,
-    derivative=lambda y, alpha: jnp.where(y > 0, 1.0, y + alpha),
+    residual=lambda x, y, alpha: x,
+    derivative=lambda x, alpha: jnp.where(
+        x > 0, 1.0, alpha * jnp.exp(jnp.minimum(x, 0.0))
+    ),
     num_static=1,
 )
 
 
 def _gelu_derivative(x: Array, approximate: bool) -> Array:
-    """Exact:  d/dx [x Phi(x)] = Phi(x) + x phi(x).
-    Tanh form: with u = sqrt(2/pi)(x + c x^3), t = tanh(u):
-               d/dx [x (1 + t) / 2] = (1 + t)/2 + x/2 (1 - t^2) sqrt(2/pi)(1 + 3c x^2).
+    """Exact:  d/dx [x Phi(x)] = Phi(x) + x phi(x),  Phi(x) = erfc(-x / sqrt 2) / 2 (no 1 + erf cancellation).
+    Tanh form: y = x (1 + tanh u) / 2 = x sigma(2u), u = sqrt(2/pi)(x + c x^3), so with s = sigma(2u):
+               dy/dx = s + 2 x s sigma(-2u) sqrt(2/pi)(1 + 3c x^2)
+               (1 + tanh u = 2 sigma(2u) and 1 - tanh^2 u = 4 sigma(2u) sigma(-2u): exact in both tails).
     """
+    x = jnp.clip(x, -_GELU_SATURATION, _GELU_SATURATION)
     if approximate:
         c = reference.GELU_TANH_COEFFICIENT
-        t = jnp.tanh(_SQRT_2_OVER_PI * (x + c * x**3))
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * c * x * x)
-    cdf = 0.5 * (1 + lax.erf(x / math.sqrt(2.0)))
+        two_u = 2.0 * _SQRT_2_OVER_PI * (x + c * x**3)
+        s = reference.sigmoid(two_u)
+        return s * (
+            1.0
+            + 2.0
+            * x
+            * reference.sigmoid(-two_u)
+            * _SQRT_2_OVER_PI
+            * (1.0 + 3.0 * c * x * x)
+        )
+    cdf = 0.5 * lax.erfc(-x / math.sqrt(2.0))
     pdf = _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
     return cdf + x * pdf
 
@@ -91,7 +138,7 @@ def sigmoid(x: Array) -> Array:
 
 
 def tanh(x: Array) -> Array:
-    """Hyperbolic tangent; backward ``dx = dy * (1 - y^2)`` from the saved output."""
+    """Hyperbolic tangent; backward ``dx = dy * (1 - y^2)`` computed from x, exact in the tails."""
     return _tanh(as_float_array("tanh", "x", x))
 
 
@@ -102,7 +149,14 @@ def relu(x: Array) -> Array:
 
 def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
     """x if x > 0 else ``negative_slope * x``; ``negative_slope`` in [0, 1)."""
-    slope = static_float("leaky_relu", "negative_slope", negative_slope, minimum=0.0, maximum=1.0, include_maximum=False)
+    slope = static_float(
+        "leaky_relu",
+        "negative_slope",
+        negative_slope,
+        minimum=0.0,
+        maximum=1.0,
+        include_maximum=False,
+    )
     return _leaky_relu(as_float_array("leaky_relu", "x", x), slope)
 
 

@@ -21,8 +21,8 @@ def tanh(x: Array) -> Array:
 
 
 def relu(x: Array) -> Array:
-    """max(x, 0), with derivative 1[x > 0] (0 at x = 0)."""
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    """max(x, 0), with derivative 1[x > 0] (0 at x = 0); NaN stays NaN (as jax.nn.relu)."""
+    return jnp.where(x <= 0, jnp.zeros_like(x), x)
 
 
 def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
