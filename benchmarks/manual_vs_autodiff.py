@@ -28,7 +28,7 @@ import jax
 import numpy as np
 from jax._src.ad_checkpoint import saved_residuals
 
-from jaxbp import nn, ops
+from jaxbp import models, nn, ops
 from jaxbp.gradcheck import strip_custom_vjps
 
 
@@ -103,7 +103,7 @@ def _torch_step_ms(config: Config, params, x, labels, repeats: int) -> float | N
 
 
 def measure(config: Config, repeats: int) -> dict:
-    network = nn.mlp([config.width] * config.depth + [config.classes], config.activation, "he_normal")
+    network = models.mlp([config.width] * config.depth + [config.classes], config.activation, "he_normal")
     key_params, key_x, key_y = jax.random.split(jax.random.key(0), 3)
     params, _ = network.init(key_params, (config.batch, config.features))
     x = jax.random.normal(key_x, (config.batch, config.features))

@@ -1,7 +1,7 @@
 """Digits with batch norm and dropout: the same trained network evaluated in train and eval mode.
 
 An MLP 64 -> 128 -> 128 -> 10 whose hidden layers are dense -> batch norm -> relu ->
-dropout (``nn.mlp(..., batch_norm=True, dropout_rate=...)``) is trained with Adam on
+dropout (``models.mlp(..., batch_norm=True, dropout_rate=...)``) is trained with Adam on
 scikit-learn's 8x8 digits by a jit-compiled step that threads everything purely::
 
     params, opt_state, state, key = train_step(params, opt_state, state, key, x, y)
@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbp import data, nn, ops
+from jaxbp import data, models, nn, ops
 
 
 class Result(NamedTuple):
@@ -54,7 +54,7 @@ def train_and_evaluate(
     """Train the batch-norm + dropout MLP on digits and measure test accuracy in both modes."""
     start = time.perf_counter()
     dataset = data.digits()
-    net = nn.mlp([*hidden, data.DIGITS_NUM_CLASSES], "relu", "he_normal", batch_norm=True, dropout_rate=dropout_rate)
+    net = models.mlp([*hidden, data.DIGITS_NUM_CLASSES], "relu", "he_normal", batch_norm=True, dropout_rate=dropout_rate)
     init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
     params, _ = net.init(init_key, (batch_size, dataset.x_train.shape[1]))
     initial_state = net.init_state(params)

@@ -75,61 +75,6 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip().replace("-", "_"), value.strip()
 
 
-# ------------------------------------------------------------------------ data sets
-
-
-class Task(NamedTuple):
-    """A data set ready for :func:`jaxbp.train.fit`."""
-
-    train: tuple[Any, Any]
-    test: tuple[Any, Any]
-    num_outputs: int
-    loss: str
-
-
-def _split(x: Any, y: Any, test_fraction: float = 0.2) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
-    n_test = int(round(len(x) * test_fraction))
-    return (x[n_test:], y[n_test:]), (x[:n_test], y[:n_test])  # rows are already in random order
-
-
-def _digits(layout: str, num_samples: int) -> Task:
-    from jaxbp import data
-
-    ds = data.digits(layout=layout)
-    return Task(ds.train, ds.test, data.DIGITS_NUM_CLASSES, "softmax_cross_entropy")
-
-
-def _xor(layout: str, num_samples: int) -> Task:
-    from jaxbp import data
-
-    return Task(*_split(*data.xor(num_samples)), 1, "binary_cross_entropy")
-
-
-def _spirals(layout: str, num_samples: int) -> Task:
-    from jaxbp import data
-
-    return Task(*_split(*data.two_spirals(num_samples)), 2, "softmax_cross_entropy")
-
-
-class _DataSet(NamedTuple):
-    load: Callable[[str, int], Task]  # (layout, num_samples) -> Task
-    layouts: tuple[str, ...]
-
-
-DATA_SETS: dict[str, _DataSet] = {
-    "digits": _DataSet(_digits, ("flat", "nhwc")),
-    "xor": _DataSet(_xor, ("flat",)),
-    "spirals": _DataSet(_spirals, ("flat",)),
-}
-
-
-def _load_task(name: str, layout: str, num_samples: int) -> Task:
-    dataset = DATA_SETS[name]
-    if layout not in dataset.layouts:
-        raise ValueError(f"data set {name!r} has layouts {list(dataset.layouts)}, but the model needs {layout!r}")
-    return dataset.load(layout, num_samples)
-
-
 # --------------------------------------------------------------------------- train
 
 
@@ -137,12 +82,12 @@ _MODEL_FLAGS = ("depth", "width", "activation", "init", "residual", "batch_norm"
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    from jaxbp import models, nn, precision, train
+    from jaxbp import data, models, nn, precision, train
     from jaxbp.init import weight_schemes
 
     run = parser.add_argument_group("run")
     run.add_argument("--model", default="mlp", choices=models.model_names(), help="network builder (default: mlp)")
-    run.add_argument("--data", default="digits", choices=list(DATA_SETS), help="data set (default: digits)")
+    run.add_argument("--data", default="digits", choices=list(data.DATA_SETS), help="data set (default: digits)")
     run.add_argument("--samples", type=positive_int, default=1000, help="examples generated for xor/spirals (default: 1000)")
     run.add_argument("--epochs", type=positive_int, default=10, help="epochs to train in total (default: 10)")
     run.add_argument("--batch-size", type=positive_int, default=64, help="examples per step (default: 64)")
@@ -157,6 +102,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--keep", type=positive_int, default=3, help="checkpoints to keep (default: 3)")
     run.add_argument("--history", type=Path, default=None, help="JSON history path (default: CHECKPOINT_DIR/history.json or results/train_MODEL_DATA.json)")
     run.add_argument("--no-progress", action="store_true", help="no progress output")
+    run.add_argument("--devices", type=positive_int, default=None, metavar="N", help="data parallel over the first N devices; --batch-size must be divisible by N (default: all)")
 
     model = parser.add_argument_group("model options", "passed to the builder only when given")
     model.add_argument("--depth", type=non_negative_int, help="hidden layers")
@@ -187,16 +133,18 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from jaxbp import models, train
+    from jaxbp import data, models, train
     from jaxbp.checkpoint import CheckpointError
     from jaxbp.progress import format_metrics
 
     try:
         if args.resume and args.checkpoint_dir is None:
             raise ValueError("--resume needs --checkpoint-dir")
+        parallel = train.data_parallel(args.devices)
+        train.check_batch_size(args.batch_size, parallel, "--batch-size")
         spec = models.get_model(args.model)
         options = models.coerce_options(args.model, _model_options(args))
-        task = _load_task(args.data, spec.layout, args.samples)
+        task = data.load_task(args.data, spec.layout, args.samples)
         model = models.build_model(args.model, num_outputs=task.num_outputs, **options)
         config = train.TrainConfig(
             epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, optimizer=args.optimizer,
@@ -210,7 +158,7 @@ def _run_train(args: argparse.Namespace) -> int:
     try:
         result = train.fit(
             model, task.train, config, test_data=task.test, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-            keep_checkpoints=args.keep, run_info=run_info, progress=not args.no_progress,
+            keep_checkpoints=args.keep, run_info=run_info, progress=not args.no_progress, parallel=parallel,
         )  # fmt: skip
     except (train.NonFiniteError, CheckpointError, FileNotFoundError, ValueError) as error:
         print(f"jaxbp train: error: {error}", file=sys.stderr)

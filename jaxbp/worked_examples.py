@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxbp import data, nn, ops
+from jaxbp import data, models, nn, ops
 from jaxbp.gradcheck import GradientReport, check_gradients
 from jaxbp.init import DenseInit, normal, zeros
 
@@ -152,7 +152,7 @@ XOR_INIT = DenseInit(normal(0.5), zeros())  # the seed's randn * 0.5 weights, ze
 
 def xor_network() -> nn.Layer:
     """2-8-1: dense, ReLU, dense, sigmoid applied inside the loss (logits out)."""
-    return nn.mlp([8, 1], "relu", XOR_INIT)
+    return models.mlp([8, 1], "relu", XOR_INIT)
 
 
 def train_xor(num_samples: int = 100, epochs: int = 1000, lr: float = 0.5, seed: int = 42, report_every: int = 200) -> XorResult:
@@ -192,7 +192,7 @@ def train_xor(num_samples: int = 100, epochs: int = 1000, lr: float = 0.5, seed:
 def three_layer_network(seed: int = 0) -> GradientReport:
     """Seed 001 exercise 5.3: a 3-layer tanh network with softmax cross-entropy,
     checked against ``jax.grad`` through the reference and finite differences."""
-    network = nn.mlp([6, 5, 3], "tanh")
+    network = models.mlp([6, 5, 3], "tanh")
     key_params, key_x, key_y = jax.random.split(jax.random.key(seed), 3)
     with jax.enable_x64(True):
         x = jax.random.normal(key_x, (4, 5))

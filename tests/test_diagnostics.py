@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbp import diagnostics, nn, ops
+from jaxbp import diagnostics, models, nn, ops
 from jaxbp.gradcheck import strip_custom_vjps
 from jaxbp.init import mean_field
 
@@ -52,7 +52,7 @@ def _norm(a) -> float:
     return float(np.linalg.norm(np.asarray(a).ravel()))
 
 
-# Where each dense layer's params sit in an nn.mlp params tuple, located by hand:
+# Where each dense layer's params sit in an models.mlp params tuple, located by hand:
 # hidden layer l is serial(dense, tap, [batch_norm,] activation) -> params[l-1][0];
 # a residual hidden layer is residual(serial(that serial)) -> params[l-1][0][0][0];
 # the output dense layer is params[L-1].
@@ -75,7 +75,7 @@ ARCHITECTURES = {
 def test_delta_and_weight_gradients_equal_reference(x64, architecture):
     kwargs, dense_of = ARCHITECTURES[architecture]
     sizes = [7, 7, 7, 7, CLASSES]
-    network = nn.mlp(sizes, **kwargs)
+    network = models.mlp(sizes, **kwargs)
     params, _ = network.init(jax.random.PRNGKey(1), (BATCH, IN_FEATURES))
     x, y = _data()
     stateful = nn.is_stateful(network)
@@ -99,7 +99,7 @@ def test_delta_and_weight_gradients_equal_reference(x64, architecture):
 
 
 def test_output_delta_is_softmax_minus_onehot_over_batch(x64):
-    network = nn.mlp([9, 9, CLASSES], "relu", "he_normal")
+    network = models.mlp([9, 9, CLASSES], "relu", "he_normal")
     params, _ = network.init(jax.random.PRNGKey(2), (BATCH, IN_FEATURES))
     x, y = _data(3)
     stats = diagnostics.gradient_statistics(network, params, x, y, ops.softmax_cross_entropy)
@@ -113,7 +113,7 @@ def test_output_delta_is_softmax_minus_onehot_over_batch(x64):
 def test_batch_norm_makes_hidden_bias_gradients_vanish(x64):
     # Training-mode batch norm subtracts the batch mean, so z_l + b_l and z_l give the same
     # output: dL/db_l = 0 exactly for every hidden layer (not for the output layer).
-    network = nn.mlp([8, 8, 8, CLASSES], "tanh", mean_field(1.0, 0.5), batch_norm=True)
+    network = models.mlp([8, 8, 8, CLASSES], "tanh", mean_field(1.0, 0.5), batch_norm=True)
     params, _ = network.init(jax.random.PRNGKey(4), (BATCH, IN_FEATURES))
     x, y = _data(5)
     state = network.init_state(params)
@@ -126,7 +126,7 @@ def test_batch_norm_makes_hidden_bias_gradients_vanish(x64):
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
 def test_activation_statistics_match_numpy(x64, activation):
-    network = nn.mlp([16, 16, 16, CLASSES], activation, mean_field(9.0, 0.3))  # large weights: some saturation
+    network = models.mlp([16, 16, 16, CLASSES], activation, mean_field(9.0, 0.3))  # large weights: some saturation
     params, _ = network.init(jax.random.PRNGKey(6), (BATCH, IN_FEATURES))
     x, y = _data(7)
     stats = diagnostics.gradient_statistics(network, params, x, y, ops.softmax_cross_entropy, activation=activation)
@@ -152,7 +152,7 @@ def test_activation_statistics_match_numpy(x64, activation):
 
 
 def test_jit_and_vmap_over_seeds_match_single_calls():
-    network = nn.mlp([12, 12, 12, CLASSES], "sigmoid", "glorot_normal")
+    network = models.mlp([12, 12, 12, CLASSES], "sigmoid", "glorot_normal")
     keys = jax.random.split(jax.random.PRNGKey(8), 3)
     per_seed = [network.init(key, (BATCH, IN_FEATURES))[0] for key in keys]
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *per_seed)
@@ -175,7 +175,7 @@ def test_jit_and_vmap_over_seeds_match_single_calls():
 )
 def test_delta_equals_reference_on_random_mlps(sizes, activation, seed):
     with jax.enable_x64(True):
-        network = nn.mlp([*sizes, CLASSES], activation, mean_field(2.0, 0.1))
+        network = models.mlp([*sizes, CLASSES], activation, mean_field(2.0, 0.1))
         params, _ = network.init(jax.random.PRNGKey(seed), (BATCH, IN_FEATURES))
         x, y = _data(seed)
         stats = jax.jit(
@@ -187,11 +187,19 @@ def test_delta_equals_reference_on_random_mlps(sizes, activation, seed):
         )
 
 
-def test_dense_layer_params_in_forward_order():
-    network = nn.mlp([5, 6, 6, 3], "relu", residual_blocks=True, batch_norm=True)
+def test_weighted_layer_params_in_forward_order():
+    network = models.mlp([5, 6, 6, 3], "relu", residual_blocks=True, batch_norm=True)
     params, _ = network.init(jax.random.PRNGKey(0), (2, 4))
-    shapes = [d["w"].shape for d in diagnostics.dense_layer_params(params)]
+    shapes = [d["w"].shape for d in diagnostics.weighted_layer_params(network, params)]
     assert shapes == [(4, 5), (5, 6), (6, 6), (6, 3)]
+
+
+def test_weighted_layers_are_found_by_kind_not_by_params_keys():
+    """A layer whose params happen to be {"w", "b"} but is not a weighted kind is not paired with a tap."""
+    impostor = nn.stateless(lambda key, shape: ({"w": jnp.ones(()), "b": jnp.zeros(())}, shape), lambda p, x, **kw: x)
+    network = nn.serial(nn.dense(4), nn.tap("z1"), impostor, nn.dense(CLASSES), nn.tap("z2"))
+    params, _ = network.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
+    assert [d["w"].shape for d in diagnostics.weighted_layer_params(network, params)] == [(IN_FEATURES, 4), (4, CLASSES)]
 
 
 def test_unpaired_taps_give_no_weight_norms_but_still_delta():
@@ -209,11 +217,11 @@ def test_bad_input_is_rejected_with_clear_errors():
     params, _ = no_taps.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
     with pytest.raises(ValueError, match="no nn.tap"):
         diagnostics.gradient_statistics(no_taps, params, x, y, ops.softmax_cross_entropy)
-    network = nn.mlp([4, CLASSES], "gelu")
+    network = models.mlp([4, CLASSES], "gelu")
     params, _ = network.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
     with pytest.raises(ValueError, match="no saturation rule.*gelu"):
         diagnostics.gradient_statistics(network, params, x, y, ops.softmax_cross_entropy, activation="gelu")
-    stateful = nn.mlp([4, CLASSES], "relu", batch_norm=True)
+    stateful = models.mlp([4, CLASSES], "relu", batch_norm=True)
     params, _ = stateful.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
     with pytest.raises(ValueError, match="stateful.*init_state"):
         diagnostics.gradient_statistics(stateful, params, x, y, ops.softmax_cross_entropy)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp import nn, ops
+from jaxbp import models, nn, ops
 from jaxbp.core import define_op
 from jaxbp.gradcheck import (
     assert_fully_manual,
@@ -77,7 +77,7 @@ def test_check_gradients_catches_a_wrong_backward_rule(x64):
 
 
 def test_check_gradients_passes_a_correct_network_and_prints_a_table(x64):
-    network = nn.mlp([5, 3], "tanh")
+    network = models.mlp([5, 3], "tanh")
     params, _ = network.init(jax.random.key(0), (4, 2))
     x = jax.random.normal(jax.random.key(1), (4, 2))
     labels = jnp.array([0, 1, 2, 1])
@@ -125,7 +125,7 @@ def test_strip_custom_vjps_inside_jit_scan_and_cond(x64):
 
 
 def test_assert_fully_manual_passes_on_an_nn_network_and_loss():
-    network = nn.mlp([8, 8, 3], "gelu", residual_blocks=True)
+    network = models.mlp([8, 8, 3], "gelu", residual_blocks=True)
     params, _ = network.init(jax.random.key(0), (2, 4))
     loss = lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), jnp.array([0, 2]))  # noqa: E731
     assert_fully_manual(loss, params, jnp.ones((2, 4)))

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from jaxbp import models, nn
+from jaxbp.models import _registry
 
 
 @pytest.fixture
 def registry(monkeypatch):
     """A scratch copy of the registry, restored after the test."""
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
-    return models._REGISTRY
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
+    return _registry._REGISTRY
 
 
 def test_mlp_is_registered_and_unknown_names_list_the_choices():
@@ -111,7 +112,7 @@ def test_builders_in_listed_modules_register_on_first_use(registry, monkeypatch,
     (tmp_path / "fake_conv_models.py").write_text(FAKE_MODULE)  # registers itself on import, as a future conv module would
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(models, "MODEL_MODULES", ("fake_conv_models",))
-    monkeypatch.setattr(models, "_modules_loaded", False)
+    monkeypatch.setattr(_registry, "_modules_loaded", False)
     try:
         assert "fake_conv" not in registry
         assert "fake_conv" in models.model_names()  # imported on first use

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbp import nn, ops
+from jaxbp import models, nn, ops
 from jaxbp.gradcheck import assert_fully_manual, check_gradients
 
 
@@ -56,7 +56,7 @@ def test_children_get_distinct_keys():
             seen.append(key)
             return x
 
-        return nn.Layer(lambda key, shape: ((), shape), apply)
+        return nn.stateless(nn.same_shape, apply)
 
     network = nn.serial(spy_layer(), spy_layer())
     network.apply(((), ()), jnp.ones(2), key=jax.random.key(0))
@@ -67,10 +67,10 @@ def test_children_get_distinct_keys():
 
 def test_stateful_child_makes_the_combinator_stateful():
     def counter():
-        def apply(params, x, *, state, **kwargs):
+        def forward(params, x, state, **kwargs):
             return x, state + 1
 
-        return nn.Layer(lambda key, shape: ((), shape), apply, init_state=lambda params: jnp.array(0))
+        return nn.Layer(nn.same_shape, forward, init_state=lambda params: jnp.array(0))
 
     network = nn.serial(nn.dense(2), counter(), nn.residual(counter()))
     assert nn.is_stateful(network) and not nn.is_stateful(nn.serial(nn.dense(2)))
@@ -80,8 +80,37 @@ def test_stateful_child_makes_the_combinator_stateful():
     assert int(state[1]) == 1 and int(state[2][0][0]) == 1 and state[0] == ()
 
 
+def test_every_layer_has_one_calling_form():
+    """forward(params, x, state) -> (y, state) for stateless and stateful layers alike; apply is the surface."""
+    x = jnp.ones((4, 3))
+    for layer in (nn.dense(2), nn.relu(), nn.serial(nn.dense(2), nn.tanh()), nn.batch_norm(), nn.checkpoint(nn.dense(2))):
+        params, _ = layer.init(jax.random.key(0), x.shape)
+        state = layer.init_state(params)
+        y, new_state = layer.forward(params, x, state, train=True)
+        assert y.shape[0] == 4 and jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
+        if not layer.stateful:
+            assert state == () and new_state == ()
+            np.testing.assert_array_equal(layer.apply(params, x), y)
+
+
+def test_stateful_apply_without_state_says_how_to_fix_it():
+    network = nn.serial(nn.dense(2), nn.batch_norm())
+    params, _ = network.init(jax.random.key(0), (4, 3))
+    with pytest.raises(ValueError, match="init_state"):
+        network.apply(params, jnp.ones((4, 3)))
+
+
+def test_activation_factories_match_the_ops():
+    x = jnp.linspace(-3, 3, 7)
+    for factory, op in ((nn.relu, ops.relu), (nn.tanh, ops.tanh), (nn.sigmoid, ops.sigmoid), (nn.gelu, ops.gelu), (nn.elu, ops.elu)):
+        np.testing.assert_array_equal(factory().apply((), x), op(x))
+    np.testing.assert_array_equal(nn.leaky_relu(0.2).apply((), x), ops.leaky_relu(x, 0.2))
+    with pytest.raises(TypeError, match=r"nn\.relu\(\)"):
+        nn.serial(nn.dense(2), nn.relu)
+
+
 def test_checkpoint_layer_gives_identical_values_and_gradients():
-    network = nn.mlp([16, 16, 4], "tanh")
+    network = models.mlp([16, 16, 4], "tanh")
     rematerialised = nn.checkpoint(network)
     params, _ = network.init(jax.random.key(0), (8, 5))
     x = jax.random.normal(jax.random.key(1), (8, 5))
@@ -96,14 +125,14 @@ def test_checkpoint_layer_keeps_python_kwargs_static():
             assert isinstance(factor, int)  # a traced value would fail here
             return ops.add(x, x) if factor > 1 else x
 
-        return nn.Layer(lambda key, shape: ((), shape), apply)
+        return nn.stateless(nn.same_shape, apply)
 
     y = jax.grad(lambda x: jnp.sum(nn.checkpoint(scaled()).apply((), x, factor=2, key=jax.random.key(0))))(jnp.ones(3))
     np.testing.assert_array_equal(y, 2 * np.ones(3))
 
 
 def test_checkpoint_layer_passes_recorded_taps_out():
-    network = nn.checkpoint(nn.mlp([4, 2], "tanh"))
+    network = nn.checkpoint(models.mlp([4, 2], "tanh"))
     params, _ = network.init(jax.random.key(0), (3, 5))
     x = jax.random.normal(jax.random.key(1), (3, 5))
 
@@ -118,7 +147,7 @@ def test_checkpoint_layer_passes_recorded_taps_out():
 
 
 def test_taps_expose_pre_activations_and_their_gradients():
-    network = nn.mlp([6, 3], "tanh")
+    network = models.mlp([6, 3], "tanh")
     params, _ = network.init(jax.random.key(0), (2, 4))
     x = jax.random.normal(jax.random.key(1), (2, 4))
     labels = jnp.array([0, 2])
@@ -143,7 +172,7 @@ def test_taps_expose_pre_activations_and_their_gradients():
     residual=st.booleans(),
 )
 def test_mlp_gradcheck(x64, depth, width, activation, residual):
-    network = nn.mlp([width] * depth + [2], activation, residual_blocks=residual)
+    network = models.mlp([width] * depth + [2], activation, residual_blocks=residual)
     params, _ = network.init(jax.random.key(depth * 10 + width), (3, 4))
     x = jax.random.normal(jax.random.key(7), (3, 4))
     loss = lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), jnp.array([0, 1, 1]))  # noqa: E731
@@ -157,7 +186,7 @@ def test_mlp_gradcheck(x64, depth, width, activation, residual):
         (lambda: nn.dense(0), r"dense: out_features must be a positive int, got 0"),
         (lambda: nn.activation("swish"), r"activation: unknown activation 'swish'; choose one of"),
         (lambda: nn.activation("leaky_relu", negative_slope=2.0), r"leaky_relu: negative_slope must be in"),
-        (lambda: nn.mlp([]), r"mlp: sizes must be a non-empty list of positive ints"),
+        (lambda: models.mlp([]), r"mlp: sizes must be a non-empty list of positive ints"),
         (lambda: nn.serial(), r"serial: needs at least one layer"),
         (lambda: nn.serial(nn.dense(2), nn.activation), r"serial: argument 1 is a function, not an nn.Layer"),
         (lambda: nn.dense(2).init(jax.random.key(0), ()), r"dense: input_shape \(\) has no feature axis"),

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp import nn, ops
+from jaxbp import models, nn, ops
 from jaxbp.gradcheck import assert_fully_manual, check_gradients
 
 EXPERIMENT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "digits_batchnorm_dropout.py"
@@ -186,7 +186,7 @@ def test_jit_train_step_returns_new_state_and_a_fresh_key():
 
 
 def test_init_state_and_apply_with_state_work_for_any_layer():
-    plain = nn.mlp([4, 8, 3])
+    plain = models.mlp([4, 8, 3])
     params, _ = plain.init(jax.random.key(0), (2, 4))
     assert nn.init_state(plain, params) == ()
     x = _normal(0, (2, 4))
@@ -217,7 +217,7 @@ def test_checkpointed_stateful_layer_matches():
 
 
 def test_mlp_without_batch_norm_stays_stateless_and_dropout_is_identity_in_eval():
-    plain, with_dropout = nn.mlp([4, 8, 3]), nn.mlp([4, 8, 3], dropout_rate=0.5)
+    plain, with_dropout = models.mlp([4, 8, 3]), models.mlp([4, 8, 3], dropout_rate=0.5)
     assert not nn.is_stateful(plain) and not nn.is_stateful(with_dropout)
     params, _ = plain.init(jax.random.key(0), (2, 4))
     dropout_params, _ = with_dropout.init(jax.random.key(0), (2, 4))
@@ -228,7 +228,7 @@ def test_mlp_without_batch_norm_stays_stateless_and_dropout_is_identity_in_eval(
 
 
 def test_mlp_with_batch_norm_keeps_the_tap_on_the_dense_output():
-    net = nn.mlp([8, 8, 3], batch_norm=True, dropout_rate=0.25)
+    net = models.mlp([8, 8, 3], batch_norm=True, dropout_rate=0.25)
     assert nn.is_stateful(net)
     params, shape = net.init(jax.random.key(0), (5, 4))
     assert shape == (5, 3)
@@ -249,7 +249,7 @@ def test_mlp_with_batch_norm_keeps_the_tap_on_the_dense_output():
 
 
 def test_mlp_residual_blocks_with_batch_norm_and_dropout():
-    net = nn.mlp([4, 6, 6, 2], residual_blocks=True, batch_norm=True, dropout_rate=0.1)
+    net = models.mlp([4, 6, 6, 2], residual_blocks=True, batch_norm=True, dropout_rate=0.1)
     params, _ = net.init(jax.random.key(0), (3, 4))
     apply = jax.jit(lambda params, state, x, key: net.apply(params, x, state=state, key=key, train=True))
     y, state = apply(params, net.init_state(params), _normal(0, (3, 4)), jax.random.key(1))
@@ -259,8 +259,8 @@ def test_mlp_residual_blocks_with_batch_norm_and_dropout():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda: nn.mlp([4, 3], dropout_rate=1.0), ValueError, r"mlp: dropout_rate must be in \[0.0, 1.0\), got 1.0"),
-        (lambda: nn.mlp([4, 3], batch_norm="yes"), TypeError, r"mlp: batch_norm must be a bool"),
+        (lambda: models.mlp([4, 3], dropout_rate=1.0), ValueError, r"mlp: dropout_rate must be in \[0.0, 1.0\), got 1.0"),
+        (lambda: models.mlp([4, 3], batch_norm="yes"), TypeError, r"mlp: batch_norm must be a bool"),
         (lambda: nn.batch_norm(momentum=1.5), ValueError, r"batch_norm: momentum must be in \[0.0, 1.0\], got 1.5"),
         (lambda: nn.layer_norm(eps=-1.0), ValueError, r"layer_norm: eps must be in \[0.0, inf\], got -1.0"),
         (lambda: nn.batch_norm().init(jax.random.key(0), ()), ValueError, r"batch_norm: input_shape \(\) has no feature axis"),

@@ -13,10 +13,10 @@ SCRIPT = textwrap.dedent(
     """
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-    from jaxbp import nn, ops
+    from jaxbp import models, nn, ops
 
     assert len(jax.devices()) == 4, jax.devices()
-    net = nn.mlp([32, 32, 10], "gelu", batch_norm=True, dropout_rate=0.1)
+    net = models.mlp([32, 32, 10], "gelu", batch_norm=True, dropout_rate=0.1)
     x = jax.random.normal(jax.random.key(0), (64, 16))
     y = jax.random.randint(jax.random.key(1), (64,), 0, 10)
     params, _ = net.init(jax.random.key(2), x.shape)

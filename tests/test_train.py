@@ -145,7 +145,7 @@ def test_remat_benchmark_same_gradients_fewer_residuals(tmp_path):
 
 def test_fit_trains_a_network_with_checkpointed_blocks(small_digits):
     train_data, test_data = small_digits
-    model = nn.serial(nn.checkpoint(nn.mlp([16, 16], "relu", output_activation="relu")), nn.dense(10))
+    model = nn.serial(nn.checkpoint(models.mlp([16, 16], "relu", output_activation="relu")), nn.dense(10))
     result = train.fit(model, train_data, train.TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2), test_data=test_data, progress=False)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
@@ -252,7 +252,7 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
 
 
 def _scale_layer(params, layer: int, factor: float):
-    """params of an nn.mlp with hidden layer ``layer`` (1-based) weights multiplied."""
+    """params of an models.mlp with hidden layer ``layer`` (1-based) weights multiplied."""
     params = list(params)
     hidden = params[layer - 1]
     params[layer - 1] = ({**hidden[0], "w": hidden[0]["w"] * factor}, *hidden[1:])
@@ -260,9 +260,9 @@ def _scale_layer(params, layer: int, factor: float):
 
 
 def _overflow_setup(scaled_layers: dict[int, float]):
-    """An nn.mlp 64-16-16-16-10 whose hidden layer ``l`` weights start multiplied by
+    """An models.mlp 64-16-16-16-10 whose hidden layer ``l`` weights start multiplied by
     ``scaled_layers[l]``, 128 digits (4 steps per epoch, no shuffling) and a config."""
-    model = nn.mlp([16, 16, 16, 10], "relu")
+    model = models.mlp([16, 16, 16, 10], "relu")
     original_init = model.init
 
     def init(key, shape):

@@ -1,6 +1,6 @@
 r"""The vanishing/exploding-gradient study, measured against mean-field theory.
 
-Four experiments on fully-connected networks built with :func:`jaxbp.nn.mlp`; every
+Four experiments on fully-connected networks built with :func:`jaxbp.models.mlp`; every
 gradient comes from jaxbp's hand-written backward rules, read per layer by
 :func:`jaxbp.diagnostics.gradient_statistics` (one backward pass per network):
 
@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbp import data, diagnostics, nn, ops, theory
+from jaxbp import data, diagnostics, models, nn, ops, theory
 from jaxbp import init as initializers
 
 __all__ = [
@@ -268,8 +268,8 @@ def resolve_init(spec: NetworkSpec, width: int, config: StudyConfig) -> Resolved
 
 
 def build_network(spec: NetworkSpec, depth: int, width: int, outputs: int, dense: initializers.DenseInit) -> nn.Layer:
-    """``nn.mlp([width] * (depth - 1) + [outputs])``: ``depth`` dense layers, taps ``z1..z{depth}``."""
-    return nn.mlp(
+    """``models.mlp([width] * (depth - 1) + [outputs])``: ``depth`` dense layers, taps ``z1..z{depth}``."""
+    return models.mlp(
         [width] * (depth - 1) + [outputs],
         spec.activation,
         dense,

@@ -13,6 +13,7 @@ that ships inside scikit-learn, and the toy tasks are generated from a seed.
 
 Bad arguments raise ``ValueError`` whose message starts with the function's name.
 """
+
 from __future__ import annotations
 
 import functools
@@ -114,9 +115,7 @@ def _load_digits_raw() -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- digits
 
 
-def stratified_split(
-    labels: np.ndarray, test_fraction: float = 0.2, *, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(labels: np.ndarray, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic per-class train/test split of ``labels`` (shape (N,)).
 
     Each class ``c`` with ``n_c`` members sends ``round(test_fraction * n_c)`` of them

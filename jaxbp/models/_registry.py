@@ -10,10 +10,10 @@ size of the last layer) plus its own options with defaults -- and returns an
     model = build_model("mlp", num_outputs=10, depth=3, width=128)
 
 A new family registers itself by decorating its builder in its own module; list
-that module in :data:`MODEL_MODULES` so the registry imports it on first use (the
+that module in ``jaxbp.models.MODEL_MODULES`` so the registry imports it on first use (the
 CLI reads its ``--model`` choices and option types from here, never by name).
-``layout`` says which input layout the network expects (``"flat"`` (N, F) or
-``"nhwc"`` images), so a data loader can hand it the right view.
+``layout`` says which input layout the network expects (``"flat"`` (N, F),
+``"nhwc"`` images or ``"sequence"`` token ids), so a data loader can hand it the right view.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from jaxbp import nn
 from jaxbp.core import choose
 
 __all__ = [
-    "MODEL_MODULES",
+    "LAYOUTS",
     "ModelSpec",
     "build_model",
     "coerce_options",
@@ -39,10 +39,8 @@ __all__ = [
 
 Builder = Callable[..., nn.Layer]
 
-# Modules that register builders when imported (e.g. "jaxbp.conv_models"); loaded lazily.
-MODEL_MODULES: tuple[str, ...] = ()
-
-_LAYOUTS = ("flat", "nhwc")
+# Input layouts: "flat" (N, F) features, "nhwc" images, "sequence" (N, T) integer token ids.
+LAYOUTS = ("flat", "nhwc", "sequence")
 
 
 class ModelSpec(NamedTuple):
@@ -50,7 +48,7 @@ class ModelSpec(NamedTuple):
 
     name: str
     builder: Builder
-    layout: str  # input layout the network expects: "flat" or "nhwc"
+    layout: str  # input layout the network expects: one of LAYOUTS
     description: str  # first line of the builder's docstring
 
 
@@ -60,14 +58,18 @@ _modules_loaded = False
 
 def register_model(name: str, *, layout: str = "flat") -> Callable[[Builder], Builder]:
     """Decorator: register ``builder`` under ``name``. Names are unique."""
-    if layout not in _LAYOUTS:
-        raise ValueError(f"register_model: layout must be one of {_LAYOUTS}, got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"register_model: layout must be one of {LAYOUTS}, got {layout!r}")
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY and _REGISTRY[name].builder is not builder:
-            raise ValueError(f"register_model: a model named {name!r} is already registered ({_REGISTRY[name].builder.__module__})")
+            raise ValueError(
+                f"register_model: a model named {name!r} is already registered ({_REGISTRY[name].builder.__module__})"
+            )
         parameters = inspect.signature(builder).parameters
-        if "num_outputs" not in parameters or any(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in parameters.values()):
+        if "num_outputs" not in parameters or any(
+            p.kind is not inspect.Parameter.KEYWORD_ONLY for p in parameters.values()
+        ):
             raise TypeError(f"register_model: builder {name!r} must take keyword-only options, including num_outputs")
         description = (inspect.getdoc(builder) or "").split("\n", 1)[0]
         _REGISTRY[name] = ModelSpec(name, builder, layout, description)
@@ -77,8 +79,11 @@ def register_model(name: str, *, layout: str = "flat") -> Callable[[Builder], Bu
 
 
 def _load_modules() -> None:
+    """Import every module of :data:`jaxbp.models.MODEL_MODULES` once (each registers its builders)."""
     global _modules_loaded
     if not _modules_loaded:
+        from jaxbp.models import MODEL_MODULES  # the package lists the family modules
+
         for module in MODEL_MODULES:
             importlib.import_module(module)
         _modules_loaded = True
@@ -128,31 +133,3 @@ def coerce_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
 def build_model(name: str, *, num_outputs: int, **options: Any) -> nn.Layer:
     """Build the network registered as ``name`` with ``num_outputs`` outputs."""
     return get_model(name).builder(num_outputs=num_outputs, **coerce_options(name, options))
-
-
-# ------------------------------------------------------------------------ builders
-
-
-@register_model("mlp")
-def mlp(
-    *,
-    num_outputs: int,
-    depth: int = 2,
-    width: int = 64,
-    activation: str = "relu",
-    init: str = "glorot_normal",
-    residual: bool = False,
-    batch_norm: bool = False,
-    dropout: float = 0.0,
-) -> nn.Layer:
-    """A multi-layer perceptron: ``depth`` hidden layers of ``width`` units, then ``num_outputs``.
-
-    ``residual`` turns every hidden layer after the first into ``x + act(dense(x))``;
-    ``batch_norm`` and ``dropout`` (a rate in [0, 1)) go to :func:`jaxbp.nn.mlp`.
-    """
-    if not isinstance(depth, int) or depth < 0:
-        raise ValueError(f"mlp: depth (number of hidden layers) must be an int >= 0, got {depth!r}")
-    return nn.mlp(
-        [width] * depth + [num_outputs], activation, init,
-        residual_blocks=residual, batch_norm=batch_norm, dropout_rate=dropout,
-    )  # fmt: skip

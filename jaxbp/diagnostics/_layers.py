@@ -1,7 +1,7 @@
 r"""Per-layer gradient and activation statistics from one backward pass.
 
 For a network whose pre-activations pass :func:`jaxbp.nn.tap` layers (every
-:func:`jaxbp.nn.mlp` taps ``z_l`` as ``"z{l}"``, ``l = 1..L``),
+:func:`jaxbp.models.mlp` taps ``z_l`` as ``"z{l}"``, ``l = 1..L``),
 :func:`gradient_statistics` returns, per tap ``l``:
 
 * :math:`\|\delta_l\| = \|\partial L / \partial z_l\|` -- the back-propagated error at the
@@ -29,15 +29,17 @@ What is supported
 * Tap discovery is generic: every :func:`jaxbp.nn.tap` the forward pass reaches is found,
   in forward order, by tracing the network once with ``record=`` under
   :func:`jax.eval_shape` (no computation).
-* Weight/bias gradient norms pair tap ``l`` with the ``l``-th dense layer in forward order
-  (a params dict with exactly the keys ``"w"`` and ``"b"``).  That is exact for
-  :func:`jaxbp.nn.mlp` -- plain, ``residual_blocks=True`` and batch-norm variants (batch-norm
-  params ``{"gamma", "beta"}`` are not dense layers) -- and for any network built the same
-  way: one tap right after each dense layer.  When the number of dense layers differs from
-  the number of taps, the weight/bias fields are ``None``.
-* Activation statistics assume the nn.mlp layout: every tap but the last feeds the named
+* Weight/bias gradient norms pair tap ``l`` with the ``l``-th weighted layer (dense,
+  convolution, ...) in forward order, found by the *kind* of layer through
+  :attr:`jaxbp.nn.Layer.parameter_groups` (never by the keys of a params dict: a
+  normalization's ``{"gamma", "beta"}`` or a conv kernel are told apart by their layer).
+  That is exact for :func:`jaxbp.models.mlp` -- plain, ``residual_blocks=True`` and
+  batch-norm variants -- and for any network built the same way: one tap right after each
+  weighted layer.  When the number of weighted layers differs from the number of taps,
+  the weight/bias fields are ``None``.
+* Activation statistics assume the models.mlp layout: every tap but the last feeds the named
   activation; the last tap is the network output (logits), so its activation entries
-  are NaN.  In ``nn.mlp(..., batch_norm=True)`` the tap sits *before* the normalization,
+  are NaN.  In ``models.mlp(..., batch_norm=True)`` the tap sits *before* the normalization,
   so :math:`\phi(z_l)` is not what the network computes: pass ``activation=None`` there
   (:math:`\delta_l` and the weight gradients are unaffected).
 * Stateful networks (batch norm): pass ``state=`` (and ``train=True`` for batch statistics);
@@ -58,12 +60,16 @@ from jaxbp.core import Array, choose
 
 __all__ = [
     "SATURATION_RULES",
+    "WEIGHTED_KINDS",
     "GradientStatistics",
-    "dense_layer_params",
     "gradient_statistics",
     "saturated",
-    "tap_shapes",
+    "weighted_layer_params",
 ]
+
+# Kinds of layer (see ``nn.Layer.parameter_groups``) whose params are a weight and a bias
+# producing the pre-activation a tap follows.
+WEIGHTED_KINDS = frozenset({"dense", "conv1d", "conv2d", "conv_transpose2d"})
 
 LossFn = Callable[[Any, Any], Array]
 
@@ -111,7 +117,7 @@ class GradientStatistics:
       saturated_fraction: fraction of entries of :math:`z_l` where :math:`\phi` is saturated
         (dead for ReLU); NaN for the output layer; ``None`` without activation.
       saturated_unit_fraction: fraction of units saturated for *every* example of the batch.
-      new_state: the updated state of a stateful network, else ``None``.
+      new_state: the updated state of the network (``()`` when it has none).
     """
 
     layer_names: tuple[str, ...]
@@ -125,7 +131,7 @@ class GradientStatistics:
     activation_std: Array | None = None
     saturated_fraction: Array | None = None
     saturated_unit_fraction: Array | None = None
-    new_state: Any = None
+    new_state: Any = ()
 
     @property
     def num_layers(self) -> int:
@@ -136,48 +142,13 @@ _DATA_FIELDS = [f.name for f in dataclasses.fields(GradientStatistics) if f.name
 jax.tree_util.register_dataclass(GradientStatistics, data_fields=_DATA_FIELDS, meta_fields=["layer_names"])
 
 
-# ------------------------------------------------------------------ forward pass
+# ------------------------------------------------------------------ weighted layers
 
 
-def _forward(
-    network: nn.Layer, params: Any, x: Array, *, state: Any, train: bool, key: Array | None, **tap_kwargs: Any
-) -> tuple[Array, Any]:
-    """``(outputs, new_state)`` for stateless and stateful networks alike."""
-    if nn.is_stateful(network):
-        if state is None:
-            raise ValueError("gradient_statistics: the network is stateful (batch norm); pass state=network.init_state(params)")
-        return network.apply(params, x, state=state, train=train, key=key, **tap_kwargs)
-    return network.apply(params, x, train=train, key=key, **tap_kwargs), None
-
-
-def tap_shapes(
-    network: nn.Layer, params: Any, x: Array, *, state: Any = None, train: bool = False, key: Array | None = None
-) -> dict[str, jax.ShapeDtypeStruct]:
-    """The taps the forward pass reaches, ``{name: ShapeDtypeStruct}`` in forward order.
-
-    Traces the network once under :func:`jax.eval_shape` with ``record=`` (no computation).
-    """
-    order: list[str] = []
-
-    def recorded(params, x, state, key):
-        record: dict[str, Array] = {}
-        _forward(network, params, x, state=state, train=train, key=key, record=record)
-        order.extend(record)
-        return record
-
-    shapes = jax.eval_shape(recorded, params, x, state, key)
-    return {name: shapes[name] for name in order}
-
-
-def _is_dense_params(node: Any) -> bool:
-    return isinstance(node, dict) and set(node) == {"w", "b"}
-
-
-def dense_layer_params(params: Any) -> list[dict[str, Any]]:
-    """The dense-layer parameter dicts (``{"w", "b"}``) of a params pytree, in forward
-    (pytree-flattening) order.  Applied to a gradient pytree it returns the dense grads."""
-    nodes = jax.tree_util.tree_leaves(params, is_leaf=_is_dense_params)
-    return [node for node in nodes if _is_dense_params(node)]
+def weighted_layer_params(network: nn.Layer, params: Any) -> list[dict[str, Any]]:
+    """The params of the weighted layers (kinds in :data:`WEIGHTED_KINDS`) of ``network``,
+    in forward order. Applied to a gradient pytree it returns those layers' gradients."""
+    return [group for kind, group in network.parameter_groups(params) if kind in WEIGHTED_KINDS]
 
 
 # ------------------------------------------------------------------ statistics
@@ -209,7 +180,7 @@ def gradient_statistics(
     loss_fn: LossFn,
     *,
     activation: str | None = None,
-    state: Any = None,
+    state: Any = (),
     train: bool = False,
     key: Array | None = None,
 ) -> GradientStatistics:
@@ -248,18 +219,22 @@ def gradient_statistics(
             f"gradient_statistics: no saturation rule for activation {activation!r}; "
             f"choose one of {sorted(SATURATION_RULES)} or pass activation=None"
         )
-    shapes = tap_shapes(network, params, x, state=state, train=train, key=key)
+    if network.stateful and isinstance(state, tuple) and not state:
+        raise ValueError(
+            "gradient_statistics: the network is stateful (batch norm); pass state=network.init_state(params)"
+        )
+    shapes = nn.tap_shapes(network, params, x, state, train=train, key=key)
     if not shapes:
         raise ValueError(
             "gradient_statistics: the network has no nn.tap layers, so there is no delta to report; "
-            "build it with nn.mlp or insert nn.tap(name) after each pre-activation"
+            "build it with models.mlp or insert nn.tap(name) after each pre-activation"
         )
     names = tuple(shapes)
     zero_taps = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes.items()}
 
     def objective(params, taps):
         record: dict[str, Array] = {}
-        outputs, new_state = _forward(network, params, x, state=state, train=train, key=key, taps=taps, record=record)
+        outputs, new_state = network.forward(params, x, state, train=train, key=key, taps=taps, record=record)
         return loss_fn(outputs, y), (record, new_state)
 
     (loss, (record, new_state)), (dparams, dtaps) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
@@ -267,11 +242,11 @@ def gradient_statistics(
     )
     zs = [record[name] for name in names]
 
-    dense_grads = dense_layer_params(dparams)
+    weighted_grads = weighted_layer_params(network, dparams)
     weight_norm = bias_norm = None
-    if len(dense_grads) == len(names):
-        weight_norm = jnp.stack([_norm(g["w"]) for g in dense_grads])
-        bias_norm = jnp.stack([_norm(g["b"]) for g in dense_grads])
+    if len(weighted_grads) == len(names):
+        weight_norm = jnp.stack([_norm(g["w"]) for g in weighted_grads])
+        bias_norm = jnp.stack([_norm(g["b"]) for g in weighted_grads])
 
     activation_fields: dict[str, Array] = {}
     if activation is not None:

@@ -1,0 +1,89 @@
+"""A small decoder-only (GPT-style) language model, registered as ``"transformer"``.
+
+Token ids ``(batch, time)`` -> logits ``(batch, time, vocab)``::
+
+    x = token_embedding[ids] + position_embedding[0..T-1]
+    x = transformer_block(x)            depth times (pre-layer-norm, causal attention, GELU MLP)
+    logits = dense_vocab(layer_norm(x))
+
+Trained with ``ops.softmax_cross_entropy(logits, next_ids)`` (the mean over batch and time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from jaxbp import nn, ops
+from jaxbp.core import Array, Shape
+from jaxbp.models._registry import register_model
+from jaxbp.ops.attention import DEFAULT_BLOCK_SIZE
+
+
+def token_embedding(vocab_size: int, dim: int, stddev: float = 0.02) -> nn.Layer:
+    """Integer ids ``(..., )`` -> rows of ``params["w"]: (vocab_size, dim)`` (:func:`jaxbp.ops.embedding`)."""
+
+    def init(key: Array, input_shape: Shape) -> tuple[dict, Shape]:
+        return {"w": stddev * jax.random.normal(key, (vocab_size, dim))}, (*input_shape, dim)
+
+    def forward(params: dict, ids: Array, state: Any, **kwargs: Any) -> tuple[Array, Any]:
+        return ops.embedding(params, ids), state
+
+    return nn.Layer(init, forward, parameter_groups=lambda params: [("embedding", params)])
+
+
+def transformer_lm(
+    vocab_size: int,
+    *,
+    dim: int = 64,
+    depth: int = 2,
+    num_heads: int = 4,
+    kv_heads: int | None = None,
+    max_length: int = 256,
+    mlp_ratio: int = 4,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> nn.Layer:
+    """The decoder-only language model of the module docstring (causal attention, learned positions)."""
+    for name, value in (("vocab_size", vocab_size), ("dim", dim), ("depth", depth)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"transformer_lm: {name} must be a positive int, got {value!r}")
+    blocks = [
+        nn.transformer_block(num_heads, mlp_ratio=mlp_ratio, kv_heads=kv_heads, causal=True, block_size=block_size)
+        for _ in range(depth)
+    ]
+    return nn.serial(
+        token_embedding(vocab_size, dim),
+        nn.position_embedding(max_length),
+        *blocks,
+        nn.layer_norm(),
+        nn.dense(vocab_size),
+    )
+
+
+@register_model("transformer", layout="sequence")
+def build_transformer(
+    *,
+    num_outputs: int,
+    dim: int = 64,
+    depth: int = 2,
+    heads: int = 4,
+    kv_heads: int = 0,
+    max_length: int = 256,
+    mlp_ratio: int = 4,
+    block_size: int = 64,
+) -> nn.Layer:
+    """A decoder-only transformer language model over ``num_outputs`` tokens (token ids in, logits out).
+
+    ``kv_heads`` < ``heads`` (dividing it) gives grouped-query attention; 0 means ``heads``.
+    """
+    return transformer_lm(
+        num_outputs,
+        dim=dim,
+        depth=depth,
+        num_heads=heads,
+        kv_heads=kv_heads or None,
+        max_length=max_length,
+        mlp_ratio=mlp_ratio,
+        block_size=block_size,
+    )

@@ -1,0 +1,320 @@
+"""``fit``: epochs of shuffled minibatches with progress, evaluation, checkpoints and the guard.
+
+The pieces, from the inside out:
+
+* :func:`loss_and_grads` -- ``jax.value_and_grad`` of ``loss(model(params, x), y)``.
+  Every differentiable step of an ``nn`` network is a :mod:`jaxbp.ops` op, so the
+  gradient is assembled from the hand-written VJPs (autodiff only chains them).
+* :func:`make_train_step` -- a pure, jit-compiled ``train_step(state, batch) ->
+  (state, metrics)``: gradients, optional float16 loss scaling, the optax update
+  (clipping by global norm and gradient accumulation are optax transforms, see
+  :func:`make_optimizer`), and finiteness checks of the loss, of every tapped
+  activation and of every parameter's gradient.
+* :func:`evaluate` -- mean loss and accuracy over a data set in eval mode.
+* :func:`fit` -- epochs of shuffled minibatches with progress, evaluation,
+  atomic checkpoints, bit-exact resume and a non-finite guard; returns a history.
+
+Randomness is derived, never consumed: the run has one root key (``TrainState.key``);
+epoch ``e`` is shuffled with ``fold_in(fold_in(key, SHUFFLE), e)`` and step ``s``
+gets the dropout key ``fold_in(fold_in(key, DROPOUT), s)``. A run resumed from a
+checkpoint at an epoch boundary therefore sees exactly the batches and dropout masks
+of the uninterrupted run, and reproduces it bit for bit.
+
+There is no "zero the gradients" step to forget (the seed's pitfall): each step's
+gradient is a fresh value returned by a pure function, and an accumulated gradient
+lives in the optimizer state that ``optax.MultiSteps`` resets itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from jaxbp import nn
+from jaxbp.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, save_checkpoint
+from jaxbp.data import batches, num_batches
+from jaxbp.precision import Policy, get_policy
+from jaxbp.progress import Progress
+from jaxbp.train._guard import NonFiniteError, non_finite_error
+from jaxbp.train._objectives import Objective, get_objective, make_optimizer
+from jaxbp.train._parallel import (
+    DataParallel,
+    check_batch_size,
+    data_parallel,
+    parallel_train_step,
+    shard_batch,
+    shard_state,
+)
+from jaxbp.train._step import SHUFFLE, Batch, StepMetrics, TrainState, evaluate, init_train_state, make_train_step
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`fit` trains. The fields except ``epochs`` and ``eval_batch_size``
+    must match to resume a run from its checkpoint."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    clip_norm: float | None = None
+    accumulate: int = 1
+    precision: str = "f32"
+    loss: str = "softmax_cross_entropy"
+    seed: int = 0
+    shuffle: bool = True
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "accumulate", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig: {name} must be an int >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"TrainConfig: seed must be an int >= 0, got {self.seed!r}")
+        # Names are looked up once, here; fit and the step use the resolved objects.
+        resolved = {
+            "_optimizer": make_optimizer(
+                self.learning_rate, name=self.optimizer, clip_norm=self.clip_norm, accumulate=self.accumulate
+            ),
+            "_policy": get_policy(self.precision),
+            "_objective": get_objective(self.loss),
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    def optimizer_transform(self) -> optax.GradientTransformation:
+        """The optax transform of this config (:func:`make_optimizer` with its settings)."""
+        return self._optimizer  # type: ignore[attr-defined]
+
+    @property
+    def policy(self) -> Policy:
+        """The precision :class:`jaxbp.precision.Policy` named by ``precision``."""
+        return self._policy  # type: ignore[attr-defined]
+
+    @property
+    def objective(self) -> Objective:
+        """The :class:`Objective` named by ``loss``."""
+        return self._objective  # type: ignore[attr-defined]
+
+
+_NOT_RESUME_FIELDS = ("epochs", "eval_batch_size")
+
+
+class _EpochLog:
+    """Collects one epoch's step metrics, reading each step one step late so the host
+    never waits for the device between steps; raises on a non-finite step."""
+
+    def __init__(
+        self, batch_size: int, reporter: Progress, error: Callable[[int, StepMetrics], NonFiniteError]
+    ) -> None:
+        self.batch_size, self.reporter, self.error = batch_size, reporter, error
+        self.losses: list[float] = []
+        self.grad_norms: list[float] = []
+        self.skipped = 0
+        self._pending: tuple[int, StepMetrics] | None = None
+
+    def add(self, step: int, metrics: StepMetrics) -> None:
+        """Queue step ``step``'s metrics and check the previous step's."""
+        self.flush()
+        self._pending = (step, metrics)
+
+    def flush(self) -> None:
+        """Check the queued step, if any."""
+        if self._pending is None:
+            return
+        step, metrics = self._pending
+        self._pending = None
+        metrics = jax.device_get(metrics)
+        if not metrics.ok:
+            raise self.error(step, metrics)
+        self.losses.append(float(metrics.loss))
+        self.grad_norms.append(float(metrics.grad_norm))
+        self.skipped += int(metrics.skipped)
+        done = len(self.losses)
+        self.reporter.update(done, done * self.batch_size, float(np.mean(self.losses[-10:])))
+
+
+class FitResult(NamedTuple):
+    """What :func:`fit` returns."""
+
+    state: TrainState
+    history: list[dict[str, Any]]  # one record per epoch (loss, metrics, timing)
+
+
+def _json_number(value: Any) -> float | int | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _check_resume(path: Path, metadata: Mapping[str, Any], config: TrainConfig, run_info: Mapping[str, Any]) -> None:
+    stored = metadata.get("config", {})
+    current = config.to_dict()
+    for name, value in current.items():
+        if name not in _NOT_RESUME_FIELDS and stored.get(name) != value:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} was written with {name}={stored.get(name)!r} but this run has "
+                f"{name}={value!r}; resuming would not reproduce the run. Use the same settings or a new checkpoint directory."
+            )
+    stored_info = metadata.get("run_info", {})
+    if stored_info != dict(run_info):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} belongs to a different run: it was written for {stored_info}, this run is {dict(run_info)}"
+        )
+
+
+def fit(
+    model: nn.Layer,
+    train_data: Batch,
+    config: TrainConfig = TrainConfig(),
+    *,
+    test_data: Batch | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    keep_checkpoints: int = 3,
+    checkpoint_every: int = 1,
+    run_info: Mapping[str, Any] | None = None,
+    progress: bool | Progress = True,
+    on_step: Callable[[TrainState], None] | None = None,
+    parallel: DataParallel | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_data = (x, y)`` for ``config.epochs`` epochs.
+
+    Each epoch visits ``len(x) // batch_size`` shuffled batches (the remainder is
+    dropped, so every step has the same shape), then evaluates on ``test_data``.
+    ``optimizer`` overrides the one built from ``config``.
+
+    With ``checkpoint_dir`` the full :class:`TrainState`, the history and the config
+    are saved atomically every ``checkpoint_every`` epochs and after the last one
+    (``keep_checkpoints`` newest kept). ``resume=True`` continues from the latest
+    checkpoint there (bit-exactly as if never interrupted); without it the directory
+    must hold no checkpoint. ``run_info`` (JSON, e.g. model name and options) is
+    stored and must match on resume.
+
+    Raises :class:`NonFiniteError` naming the step and the first non-finite tap or
+    gradient; no checkpoint is written after that step. ``on_step(state)`` is called
+    after every step (e.g. to stop a run).
+
+    ``parallel`` (:func:`jaxbp.train.data_parallel`) splits every batch over several
+    devices (``batch_size`` must be divisible by their number) with the state replicated
+    or its large weights sharded; the default is the first device. A checkpoint resumes
+    on any device count.
+    """
+    x_train, y_train = train_data
+    steps_per_epoch = num_batches(len(x_train), config.batch_size, drop_remainder=True)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"fit: batch_size {config.batch_size} is larger than the training set ({len(x_train)} examples)"
+        )
+    if resume and checkpoint_dir is None:
+        raise ValueError("fit: resume=True needs a checkpoint_dir")
+    run_info = dict(run_info or {})
+    policy, objective = config.policy, config.objective
+    tx = optimizer if optimizer is not None else config.optimizer_transform()
+    input_shape = (config.batch_size, *np.shape(x_train)[1:])
+    parallel = parallel if parallel is not None else data_parallel(jax.devices()[:1])
+    check_batch_size(config.batch_size, parallel)
+    # placed on the devices, like a restored state, so both hit the same compiled step
+    state = shard_state(init_train_state(model, tx, input_shape, key=config.seed, precision=policy), parallel)
+    reporter = (
+        progress if isinstance(progress, Progress) else Progress(config.epochs, steps_per_epoch, enabled=progress)
+    )
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    last_checkpoint = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if last_checkpoint is not None and not resume:
+        raise CheckpointError(
+            f"checkpoint directory {str(checkpoint_dir)!r} already holds {last_checkpoint.name}; pass resume=True (--resume) to continue that run, or use an empty directory"
+        )
+    if last_checkpoint is not None:
+        _, state, metadata = restore_checkpoint(last_checkpoint, state)
+        _check_resume(last_checkpoint, metadata, config, run_info)
+        start_epoch, history = int(metadata["epoch"]), list(metadata["history"])
+        reporter.message(f"resumed from {last_checkpoint} (epoch {start_epoch}, step {int(state.step)})")
+
+    leaf_paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]]
+    example = jax.ShapeDtypeStruct(input_shape, np.asarray(x_train[:1]).dtype)
+    tap_names = nn.tap_names(model, state.params, example, state.model_state, train=True, key=jax.random.key(0))
+    train_step = parallel_train_step(
+        make_train_step(model, tx, loss=objective, precision=policy, record_activations=bool(tap_names)), parallel
+    )
+    if parallel.num_devices > 1:
+        reporter.message(parallel.describe(config.batch_size))
+    if start_epoch < config.epochs:  # compile (or find in the cache) first, so epoch 1's throughput is not compile time
+        compile_start = time.perf_counter()
+        jax.block_until_ready(
+            train_step(state, shard_batch((x_train[: config.batch_size], y_train[: config.batch_size]), parallel))
+        )
+        reporter.message(f"compiled the train step in {time.perf_counter() - compile_start:.2f}s")
+    shuffle_key = jax.random.fold_in(state.key, SHUFFLE)
+
+    for epoch in range(start_epoch, config.epochs):
+        reporter.start_epoch(epoch)
+        error = functools.partial(
+            non_finite_error, epoch=epoch, tap_names=tap_names, leaf_paths=leaf_paths, last_checkpoint=last_checkpoint
+        )
+        log = _EpochLog(config.batch_size, reporter, error)
+        epoch_key = jax.random.fold_in(shuffle_key, epoch)
+        epoch_batches = batches(
+            train_data, config.batch_size, key=epoch_key, shuffle=config.shuffle, drop_remainder=True
+        )
+        start = time.perf_counter()
+        for index, batch in enumerate(epoch_batches):
+            state, metrics = train_step(state, shard_batch(batch, parallel))
+            log.add(epoch * steps_per_epoch + index, metrics)
+            if on_step is not None:
+                on_step(state)
+        log.flush()
+        jax.block_until_ready(state)
+        seconds = time.perf_counter() - start
+
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": int(state.step),
+            "train_loss": _json_number(np.mean(log.losses)),
+            "grad_norm": _json_number(np.mean(log.grad_norms)),
+        }
+        if test_data is not None:
+            scores = evaluate(
+                model,
+                state.params,
+                test_data,
+                loss=objective,
+                model_state=state.model_state,
+                precision=policy,
+                batch_size=config.eval_batch_size,
+            )
+            record["test_loss"] = _json_number(scores["loss"])
+            record["test_accuracy"] = _json_number(scores["accuracy"])
+        if state.loss_scale is not None:
+            record["loss_scale"] = _json_number(state.loss_scale.loss_scale)
+            record["skipped_steps"] = log.skipped
+        record["seconds"] = seconds
+        record["examples_per_second"] = steps_per_epoch * config.batch_size / seconds
+        history.append(record)
+        reporter.end_epoch({k: v for k, v in record.items() if k not in ("epoch", "step")})
+
+        is_last = epoch + 1 == config.epochs
+        if checkpoint_dir is not None and ((epoch + 1) % checkpoint_every == 0 or is_last):
+            metadata = {"epoch": epoch + 1, "config": config.to_dict(), "run_info": run_info, "history": history}
+            last_checkpoint = save_checkpoint(
+                checkpoint_dir, int(state.step), state, metadata=metadata, keep=keep_checkpoints
+            )
+    return FitResult(state, history)
