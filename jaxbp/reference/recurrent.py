@@ -32,8 +32,7 @@ def compute_dtype(params: dict, x: Array) -> jnp.dtype:
 
 def project_inputs(x: Array, w_ih: Array, b: Array, dtype: jnp.dtype) -> Array:
     """All steps' input projections at once, time-major: ``(B, T, F) -> (T, B, G)``, ``x_t W_ih + b``."""
-    projected = jnp.einsum("btf,fg->tbg", x, w_ih, preferred_element_type=dtype)
-    return projected + b.astype(dtype)
+    return jnp.einsum("btf,fg->tbg", x.astype(dtype), w_ih.astype(dtype)) + b.astype(dtype)
 
 
 def step_mask(lengths: Array | None, batch: int, time: int) -> Array | None:
