@@ -18,8 +18,11 @@ Low-precision inputs (bf16/f16) accumulate sums in float32 and are cast back.
 """
 
 from jaxbp.reference.activations import GELU_TANH_COEFFICIENT, elu, gelu, leaky_relu, relu, sigmoid, tanh
+from jaxbp.reference.attention import AttentionParts, attention, attention_parts
+from jaxbp.reference.conv import conv1d, conv2d, conv_transpose2d, convolve, convolve_transpose
 from jaxbp.reference.dense import dense
 from jaxbp.reference.dropout import dropout, dropout_keep_mask
+from jaxbp.reference.embedding import embedding
 from jaxbp.reference.losses import (
     MseParts,
     SoftmaxCrossEntropyParts,
@@ -40,36 +43,59 @@ from jaxbp.reference.normalization import (
     layer_norm_parts,
     moments,
 )
+from jaxbp.reference.pooling import avg_pool2d, global_avg_pool, max_pool2d
+from jaxbp.reference.recurrent import GruParts, LstmParts, RnnParts, gru, gru_parts, lstm, lstm_parts, rnn, rnn_parts
 from jaxbp.reference.softmax import log_softmax, log_softmax_wide, softmax
 from jaxbp.reference.structural import add, reshape
 
 __all__ = [
+    "AttentionParts",
     "GELU_TANH_COEFFICIENT",
     "BatchNormParts",
+    "GruParts",
+    "LstmParts",
     "MseParts",
     "NormalizationParts",
+    "RnnParts",
     "SoftmaxCrossEntropyParts",
     "add",
+    "attention",
+    "attention_parts",
+    "avg_pool2d",
     "batch_norm",
     "batch_norm_inference",
     "batch_norm_inference_parts",
     "batch_norm_parts",
     "binary_cross_entropy_with_logits",
+    "conv1d",
+    "conv2d",
+    "conv_transpose2d",
+    "convolve",
+    "convolve_transpose",
     "dense",
     "dropout",
     "dropout_keep_mask",
     "elu",
+    "embedding",
     "gelu",
+    "global_avg_pool",
+    "gru",
+    "gru_parts",
     "layer_norm",
     "layer_norm_parts",
     "leaky_relu",
     "log_softmax",
     "log_softmax_wide",
+    "lstm",
+    "lstm_parts",
+    "max_pool2d",
     "moments",
     "mse",
     "mse_parts",
     "relu",
     "reshape",
+    "rnn",
+    "rnn_parts",
     "sigmoid",
     "softmax",
     "softmax_cross_entropy",
