@@ -27,10 +27,17 @@ from jaxbp.nn._contract import (
 )
 from jaxbp.nn._dense import dense
 from jaxbp.nn._dropout import dropout
+from jaxbp.nn._embedding import embedding
 from jaxbp.nn._normalization import batch_norm, layer_norm
+from jaxbp.nn._recurrent import bidirectional, gru, lstm, rnn
 from jaxbp.nn._structural import flatten
 
 __all__ = [
+    "rnn",
+    "lstm",
+    "gru",
+    "embedding",
+    "bidirectional",
     "ACTIVATIONS",
     "Layer",
     "Params",

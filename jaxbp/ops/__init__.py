@@ -9,7 +9,7 @@ from jaxbp.ops.embedding import embedding
 from jaxbp.ops.losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from jaxbp.ops.normalization import BatchStatistics, batch_norm, layer_norm
 from jaxbp.ops.pooling import avg_pool2d, global_avg_pool, max_pool2d
-from jaxbp.ops.recurrent import gru, lstm, rnn
+from jaxbp.ops.recurrent import concatenate, gru, lstm, reverse_sequences, rnn
 from jaxbp.ops.softmax import log_softmax, softmax
 from jaxbp.ops.structural import add, flatten, reshape
 
@@ -20,6 +20,7 @@ __all__ = [
     "avg_pool2d",
     "batch_norm",
     "binary_cross_entropy_with_logits",
+    "concatenate",
     "conv1d",
     "conv2d",
     "conv_transpose2d",
@@ -39,6 +40,7 @@ __all__ = [
     "mse",
     "relu",
     "reshape",
+    "reverse_sequences",
     "rnn",
     "sigmoid",
     "softmax",

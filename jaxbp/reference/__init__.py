@@ -44,7 +44,19 @@ from jaxbp.reference.normalization import (
     moments,
 )
 from jaxbp.reference.pooling import avg_pool2d, global_avg_pool, max_pool2d
-from jaxbp.reference.recurrent import GruParts, LstmParts, RnnParts, gru, gru_parts, lstm, lstm_parts, rnn, rnn_parts
+from jaxbp.reference.recurrent import (
+    GruParts,
+    LstmParts,
+    RnnParts,
+    concatenate,
+    gru,
+    gru_parts,
+    lstm,
+    lstm_parts,
+    reverse_sequences,
+    rnn,
+    rnn_parts,
+)
 from jaxbp.reference.softmax import log_softmax, log_softmax_wide, softmax
 from jaxbp.reference.structural import add, reshape
 
@@ -67,6 +79,7 @@ __all__ = [
     "batch_norm_inference_parts",
     "batch_norm_parts",
     "binary_cross_entropy_with_logits",
+    "concatenate",
     "conv1d",
     "conv2d",
     "conv_transpose2d",
@@ -94,6 +107,7 @@ __all__ = [
     "mse_parts",
     "relu",
     "reshape",
+    "reverse_sequences",
     "rnn",
     "rnn_parts",
     "sigmoid",

@@ -172,3 +172,21 @@ def gru_parts(params: dict, x: Array, h0: Array, lengths: Array | None = None) -
 def gru(params: dict, x: Array, h0: Array, lengths: Array | None = None) -> tuple[Array, Array]:
     """``(hs, h_T)`` of a GRU; see :func:`gru_parts`."""
     return gru_parts(params, x, h0, lengths).y
+
+
+# ------------------------------------------------------------------ bidirectional
+
+
+def reverse_sequences(x: Array, lengths: Array | None = None) -> Array:
+    """Reverse each sequence of ``x: (B, T, ...)`` within its length: ``y[b, t] = x[b, L_b - 1 - t]``
+    for ``t < L_b`` (padding past ``L_b`` stays in place); all of ``T`` when ``lengths`` is None."""
+    if lengths is None:
+        return jnp.flip(x, axis=1)
+    steps = jnp.arange(x.shape[1])[None, :]
+    source = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return jnp.take_along_axis(x, source.reshape(source.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+def concatenate(arrays: tuple[Array, ...], axis: int = -1) -> Array:
+    """``jnp.concatenate(arrays, axis)`` (a bidirectional layer joins its two directions)."""
+    return jnp.concatenate(arrays, axis=axis)
