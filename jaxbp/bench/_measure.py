@@ -358,8 +358,13 @@ def format_table(
     title: str = "",
 ) -> str:
     """Rows of ``{column: value}`` as a right-aligned text table (floats to 3 significant digits,
-    ``None`` as ``n/a``); ``columns`` defaults to the first row's keys."""
-    columns = list(columns if columns is not None else (rows[0] if rows else {}))
+    ``None`` as ``n/a``); ``columns`` defaults to the first row's keys with scalar values."""
+    if columns is None:  # the first row's scalar entries
+        columns = [
+            key
+            for key, value in (rows[0] if rows else {}).items()
+            if not isinstance(value, (Mapping, list, tuple))
+        ]
 
     def cell(value: Any) -> str:
         if value is None:

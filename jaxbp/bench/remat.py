@@ -1,0 +1,136 @@
+"""Rematerialisation (``nn.checkpoint``): what it saves and what it costs.
+
+A deep MLP (``depth`` layers ``dense(width) -> tanh``, then ``dense(10)``, softmax
+cross-entropy) is differentiated with and without ``nn.checkpoint`` around every segment
+of ``segment`` consecutive layers. For each variant:
+
+* ``residual_bytes`` -- what ``jax.vjp`` keeps for the backward pass (``saved_residuals``),
+  which is what ``jax.checkpoint`` controls, whatever the backend;
+* ``temp_bytes`` -- XLA's compiled temporary memory of the gradient. It depends on the
+  backend's scheduler: XLA:CPU removes checkpoint's optimisation barriers before it
+  schedules, so the recomputation is not kept late and the temp size does not drop on CPU
+  (XLA:GPU removes them after scheduling);
+* ``grad_ms`` -- the gradient's time (round-robin over the variants), the price of recomputing;
+* ``max_rel_grad_diff`` -- the largest difference from the gradient without remat relative
+  to each leaf's largest entry (0 = bitwise identical; ~1e-7 = float32 rounding).
+
+Run: ``python -m jaxbp.bench.remat [--tiny] [--repeats N]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from jaxbp import nn, ops
+from jaxbp.bench._measure import (
+    compiled_memory,
+    max_relative_difference,
+    residual_bytes,
+    section_main,
+    time_variants,
+)
+
+NUM_CLASSES = 10
+DEPTH, WIDTH, BATCH, SEGMENTS = 32, 128, 2048, (1, 2, 4, 8)
+TINY = (4, 8, 4, (2,))
+
+
+def deep_mlp(
+    depth: int, width: int, segment: int = 0, activation: str = "tanh"
+) -> nn.Layer:
+    """``depth`` layers ``dense(width) -> activation`` then ``dense(10)``; with ``segment > 0``
+    every ``segment`` consecutive layers form one ``nn.checkpoint`` block."""
+    layers = [
+        nn.serial(nn.dense(width), nn.activation(activation)) for _ in range(depth)
+    ]
+    if segment:
+        layers = [
+            nn.checkpoint(nn.serial(*layers[i : i + segment]))
+            for i in range(0, depth, segment)
+        ]
+    return nn.serial(*layers, nn.dense(NUM_CLASSES))
+
+
+def regroup(params: tuple, depth: int, segment: int) -> tuple:
+    """Params of ``deep_mlp(depth, width)`` rearranged for ``deep_mlp(depth, width, segment)``."""
+    if not segment:
+        return params
+    return (
+        *(tuple(params[i : i + segment]) for i in range(0, depth, segment)),
+        params[depth],
+    )
+
+
+def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, Any]:
+    """One row without remat and one per segment size, all on the same weights and data."""
+    depth, width, batch, segments = TINY if tiny else (DEPTH, WIDTH, BATCH, SEGMENTS)
+    layer_params, _ = deep_mlp(depth, width).init(jax.random.key(0), (batch, features))
+    x = jax.random.normal(jax.random.key(1), (batch, features))
+    labels = jax.random.randint(jax.random.key(2), (batch,), 0, NUM_CLASSES)
+    variants = {}
+    for segment in (0, *segments):
+        model = deep_mlp(depth, width, segment)
+
+        def loss(
+            params: Any, x: jax.Array, labels: jax.Array, model: nn.Layer = model
+        ) -> jax.Array:
+            return ops.softmax_cross_entropy(model.apply(params, x), labels)
+
+        variants[segment] = (
+            loss,
+            regroup(layer_params, depth, segment),
+            jax.jit(jax.grad(loss)),
+        )
+    timings = time_variants(
+        {
+            str(s): (lambda g=g, p=p: g(p, x, labels))
+            for s, (_, p, g) in variants.items()
+        },
+        repeats,
+    )
+    baseline = jax.tree_util.tree_leaves(variants[0][2](variants[0][1], x, labels))
+    rows = []
+    for segment, (loss, params, grad) in variants.items():
+        rows.append(
+            {
+                "variant": f"segment {segment}" if segment else "no remat",
+                "segment": segment,
+                "residual_bytes": residual_bytes(loss, params, x, labels)["total"],
+                "temp_bytes": compiled_memory(jax.grad(loss), params, x, labels)[
+                    "temp"
+                ],
+                "grad_ms": timings[str(segment)].median_ms,
+                "max_rel_grad_diff": max_relative_difference(
+                    jax.tree_util.tree_leaves(grad(params, x, labels)), baseline
+                ),
+            }
+        )
+    for row in rows:
+        row["residual_ratio"] = row["residual_bytes"] / rows[0]["residual_bytes"]
+        row["temp_ratio"] = (
+            None
+            if row["temp_bytes"] is None
+            else row["temp_bytes"] / max(rows[0]["temp_bytes"], 1)
+        )
+        row["time_ratio"] = row["grad_ms"] / rows[0]["grad_ms"]
+    return {
+        "section": "remat",
+        "rows": rows,
+        "config": {
+            "depth": depth,
+            "width": width,
+            "batch": batch,
+            "activation": "tanh",
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return section_main("remat", run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
