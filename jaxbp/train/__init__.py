@@ -33,9 +33,11 @@ from jaxbp.train._step import (
     loss_and_grads,
     make_train_step,
 )
+from jaxbp.train._tbptt import ChunkGradients, make_truncated_bptt_step, truncated_bptt_gradients
 
 __all__ = [
     "Batch",
+    "ChunkGradients",
     "DataParallel",
     "FitResult",
     "LossAndGrads",
@@ -53,10 +55,12 @@ __all__ = [
     "loss_and_grads",
     "make_optimizer",
     "make_train_step",
+    "make_truncated_bptt_step",
     "objective_names",
     "optimizer_names",
     "parallel_train_step",
     "shard_batch",
     "shard_state",
     "state_shardings",
+    "truncated_bptt_gradients",
 ]
