@@ -45,7 +45,7 @@ def per_step_contributions(params, x, targets, state, window):
     def loss_of_eps(eps):
         outputs, carried = [], state
         for t in range(TIME):
-            step_params = jax.tree_util.tree_map(lambda p, e: p + e[t], params, eps)
+            step_params = jax.tree_util.tree_map(lambda p, e, t=t: p + e[t], params, eps)
             hs, carried = ops.lstm(step_params, x[:, t : t + 1], carried)
             outputs.append(hs)
         hs = jnp.concatenate(outputs, axis=1)
@@ -62,9 +62,9 @@ def test_chunk_gradient_is_full_bptt_restricted_to_its_window(x64):
     for j in range(TIME // CHUNK):
         window = slice(j * CHUNK, (j + 1) * CHUNK)
         contributions = per_step_contributions(params, x, targets, state, window)
-        restricted = jax.tree_util.tree_map(lambda c: jnp.sum(c[window], axis=0), contributions)
+        restricted = jax.tree_util.tree_map(lambda c, window=window: jnp.sum(c[window], axis=0), contributions)
         full = jax.tree_util.tree_map(lambda c: jnp.sum(c, axis=0), contributions)
-        chunk_grads = jax.tree_util.tree_map(lambda g: g[j], result.grads)
+        chunk_grads = jax.tree_util.tree_map(lambda g, j=j: g[j], result.grads)
         chex.assert_trees_all_close(chunk_grads, restricted, rtol=1e-10, atol=1e-12)
         if j > 0:  # the earlier steps do contribute to full BPTT: truncation changes the gradient
             assert not np.allclose(chunk_grads["w_hh"], full["w_hh"], rtol=1e-3)
