@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from jaxbp import ops, reference
 from jaxbp.bench._measure import residual_bytes
+from jaxbp.diagnostics import hidden_gradient_norms
 from jaxbp.gradcheck import check_gradients, strip_custom_vjps
 
 CELLS = {"rnn": (1, ("b",)), "lstm": (4, ("b",)), "gru": (3, ("b_ih", "b_hh"))}
@@ -272,3 +273,36 @@ def test_reference_parts_hold_the_gates_and_states(x64):
     gates = np.asarray(parts.gates)
     assert np.all((gates[..., :6] > 0) & (gates[..., :6] < 1))  # i, f are sigmoids
     np.testing.assert_allclose(parts.hidden, gates[..., 9:] * np.tanh(parts.cells), rtol=1e-12)
+
+
+# ------------------------------------------------------- ||dL/dh_t|| over time steps
+
+
+def test_hidden_gradient_norms_follow_the_rnn_recursion(x64):
+    """``dL/dh_{t-1} = (dL/dh_t * (1 - h_t^2)) W_hh^T`` for a loss that reads only ``h_T``."""
+    params = make_params("rnn", 2, 3)
+    x = jax.random.normal(jax.random.key(9), (2, 5, 2))
+    h0 = make_state("rnn", 2, 3)
+    readout = jax.random.normal(jax.random.key(10), (2, 3))
+    norms = hidden_gradient_norms("rnn", params, x, lambda hs, h_last: jnp.sum(h_last * readout), h0)
+    hs, _ = _numpy_cell("rnn", params, x, h0)
+    delta, expected = np.asarray(readout), []
+    for t in reversed(range(5)):
+        expected.append(np.linalg.norm(delta))
+        delta = (delta * (1 - hs[:, t] ** 2)) @ np.asarray(params["w_hh"]).T
+    np.testing.assert_allclose(norms, expected[::-1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_hidden_gradient_norms_with_lengths_are_zero_past_the_end(x64, cell):
+    params = make_params(cell, 2, 3)
+    x = jax.random.normal(jax.random.key(11), (2, 4, 2))
+
+    def loss(hs, final):
+        return jnp.sum(jnp.sin(hs)) + jnp.sum(jax.tree_util.tree_leaves(final)[0])
+
+    full = hidden_gradient_norms(cell, params, x, loss)
+    assert full.shape == (4,) and np.all(np.asarray(full) > 0)
+    short = hidden_gradient_norms(cell, params, x, loss, lengths=jnp.array([2, 2]))
+    np.testing.assert_array_equal(short[2:], 0.0)
+    assert np.all(np.asarray(short[:2]) > 0)

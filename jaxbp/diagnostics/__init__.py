@@ -9,12 +9,14 @@ from jaxbp.diagnostics._layers import (
     saturated,
     weighted_layer_params,
 )
+from jaxbp.diagnostics._time import hidden_gradient_norms
 
 __all__ = [
     "SATURATION_RULES",
     "WEIGHTED_KINDS",
     "GradientStatistics",
     "gradient_statistics",
+    "hidden_gradient_norms",
     "saturated",
     "weighted_layer_params",
 ]
