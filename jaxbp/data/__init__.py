@@ -16,19 +16,23 @@ from jaxbp.data._bundled import (
     xor,
 )
 from jaxbp.data._registry import DATA_SETS, DataSet, Task, load_task
+from jaxbp.data._text import CharVocabulary, chars, text_corpus
 
 __all__ = [
     "DATA_SETS",
     "DIGITS_IMAGE_SHAPE",
     "DIGITS_NUM_CLASSES",
+    "CharVocabulary",
     "DataSet",
     "Dataset",
     "Task",
     "batches",
+    "chars",
     "digits",
     "load_task",
     "num_batches",
     "stratified_split",
+    "text_corpus",
     "two_spirals",
     "xor",
 ]

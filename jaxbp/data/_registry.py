@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from jaxbp.core import choose
 from jaxbp.data._bundled import DIGITS_NUM_CLASSES, digits, two_spirals, xor
+from jaxbp.data._text import chars
 
 
 class Task(NamedTuple):
@@ -42,6 +43,11 @@ def _spirals(layout: str, num_samples: int) -> Task:
     return Task(*_split(*two_spirals(num_samples)), 2, "softmax_cross_entropy")
 
 
+def _chars(layout: str, num_samples: int) -> Task:
+    text = chars(num_samples)
+    return Task(text.train, text.test, len(text.vocabulary.characters), "softmax_cross_entropy")
+
+
 class DataSet(NamedTuple):
     """A registered data set: its loader and the input layouts it can give."""
 
@@ -53,6 +59,7 @@ DATA_SETS: dict[str, DataSet] = {
     "digits": DataSet(_digits, ("flat", "nhwc")),
     "xor": DataSet(_xor, ("flat",)),
     "spirals": DataSet(_spirals, ("flat",)),
+    "chars": DataSet(_chars, ("sequence",)),
 }
 
 
