@@ -4,8 +4,12 @@ The tests draw shapes with hypothesis and check each case; ``jaxbp gradcheck-ops
 sweeps many random shapes and prints the worst relative errors per op. Both use
 this one catalog, so a new op is checked everywhere once it is added here.
 
-Builders take ``(seed, shape)`` and return the op's positional arguments in
-float64 (call them under ``jax.enable_x64(True)``). Inputs of kinked ops are kept
+Each case has a shape sampler (``sample_shape(rng) -> shape``, default: rank
+``min_rank``..3, sizes 1-6) and a builder ``make_args(seed, shape)`` returning the op's
+positional arguments in float64 (call them under ``jax.enable_x64(True)``). What a
+"shape" means is the case's own business: an NHWC input plus a kernel size, a shared
+``(B, T, H, D)`` for attention, ``(B, T, F)`` for a recurrent cell; ``case.draw(seed)``
+samples one and builds the arguments. Inputs of kinked ops are kept
 0.05 away from the kink so finite differences never straddle it; the kinks
 themselves are tested separately against the stated conventions.
 """
@@ -20,15 +24,40 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxbp import ops
 from jaxbp.gradcheck import check_gradients
 
 
+Shape = tuple[int, ...]
+ShapeSampler = Callable[[np.random.Generator], Shape]
+
+
+def ranked(min_rank: int = 1, max_rank: int = 3, max_size: int = 6) -> ShapeSampler:
+    """A sampler of plain array shapes: rank in [min_rank, max_rank], each size in [1, max_size]."""
+
+    def sample(rng: np.random.Generator) -> Shape:
+        rank = int(rng.integers(min_rank, max_rank + 1))
+        return tuple(int(d) for d in rng.integers(1, max_size + 1, size=rank))
+
+    return sample
+
+
 class OpCase(NamedTuple):
     op: Callable[..., Any]
-    make_args: Callable[[int, tuple[int, ...]], tuple]
+    make_args: Callable[[int, Shape], tuple]
     min_rank: int = 1
+    sample_shape: ShapeSampler | None = None  # default: ranked(min_rank)
+
+    def draw_shape(self, rng: np.random.Generator) -> Shape:
+        """One shape from this case's sampler."""
+        sampler = self.sample_shape if self.sample_shape is not None else ranked(self.min_rank)
+        return sampler(rng)
+
+    def draw(self, seed: int) -> tuple:
+        """The op's arguments for a shape sampled from ``seed`` (float64: call under ``jax.enable_x64``)."""
+        return self.make_args(seed, self.draw_shape(np.random.default_rng(seed)))
 
 
 def normal(seed: int, shape: tuple[int, ...], scale: float = 1.0) -> jax.Array:
@@ -127,18 +156,14 @@ CASES: dict[str, OpCase] = {
 
 
 def sweep(names: list[str], num_shapes: int, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Worst relative errors per op over ``num_shapes`` random shapes (rank 1-3, sizes 1-6)."""
-    rng = jax.random.key(seed)
+    """Worst relative errors per op over ``num_shapes`` shapes from each case's sampler."""
     worst: dict[str, dict[str, float]] = {}
     with jax.enable_x64(True):
         for name in names:
             case = CASES[name]
             errors = {"vs_reference": 0.0, "vs_numerical": 0.0, "shapes": num_shapes}
             for trial in range(num_shapes):
-                key_rank, key_dims, rng = jax.random.split(jax.random.fold_in(rng, trial), 3)
-                rank = int(jax.random.randint(key_rank, (), case.min_rank, 4))
-                shape = tuple(int(d) for d in jax.random.randint(key_dims, (rank,), 1, 7))
-                report = check_gradients(case.op, *case.make_args(trial, shape))
+                report = check_gradients(case.op, *case.draw(seed * 100_003 + trial))
                 errors["vs_reference"] = max(errors["vs_reference"], report.worst_vs_reference)
                 errors["vs_numerical"] = max(errors["vs_numerical"], report.worst_vs_numerical)
             worst[name] = errors
