@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxbp import ops, reference
+from jaxbp import data, models, nn, ops, reference
 from jaxbp.bench._measure import residual_bytes
 from jaxbp.diagnostics import hidden_gradient_norms
-from jaxbp.gradcheck import check_gradients, strip_custom_vjps
+from jaxbp.gradcheck import assert_fully_manual, check_gradients, strip_custom_vjps
 
 CELLS = {"rnn": (1, ("b",)), "lstm": (4, ("b",)), "gru": (3, ("b_ih", "b_hh"))}
 
@@ -306,3 +306,61 @@ def test_hidden_gradient_norms_with_lengths_are_zero_past_the_end(x64, cell):
     short = hidden_gradient_norms(cell, params, x, loss, lengths=jnp.array([2, 2]))
     np.testing.assert_array_equal(short[2:], 0.0)
     assert np.all(np.asarray(short[:2]) > 0)
+
+
+# --------------------------------------------------------------------- nn and models
+
+
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_bidirectional_gradients_and_time_order(x64, with_lengths):
+    layer = nn.bidirectional(nn.gru(2), nn.lstm(3))
+    x = jax.random.normal(jax.random.key(12), (3, 5, 2))
+    params, shape = layer.init(jax.random.key(13), x.shape)
+    assert shape == (3, 5, 5)
+    lengths = jnp.array([5, 3, 1]) if with_lengths else None
+    check_gradients(lambda p, x: layer.apply(p, x, lengths=lengths), params, x).assert_ok()
+    # the backward direction at step 0 has read the whole (valid part of the) sequence backwards
+    y = layer.apply(params, x, lengths=lengths)
+    sequence_length = 3 if with_lengths else 5
+    backward_only, _ = ops.lstm(params[1], jnp.flip(x[1:2, :sequence_length], axis=1))
+    np.testing.assert_allclose(y[1, 0, 2:], backward_only[0, -1], rtol=1e-10)
+    if with_lengths:
+        np.testing.assert_array_equal(y[1, 3:], 0.0)
+
+
+def test_lstm_forget_bias_and_orthogonal_recurrent_init():
+    params, shape = nn.lstm(4, forget_bias=1.0, w_hh_init="orthogonal", return_sequences=False).init(
+        jax.random.key(0), (2, 3, 5)
+    )
+    assert shape == (2, 4)
+    np.testing.assert_array_equal(params["b"][4:8], 1.0)
+    assert np.all(np.abs(params["b"][:4]) <= 0.5)
+    gram = params["w_hh"][:, 4:8].T @ params["w_hh"][:, 4:8]
+    np.testing.assert_allclose(gram, np.eye(4), atol=1e-5)
+    with pytest.raises(ValueError, match="lstm: unknown w_hh_init 'identity'"):
+        nn.lstm(4, w_hh_init="identity")
+
+
+def test_language_model_is_fully_manual_and_gradchecks(x64):
+    model = models.build_model("lstm", num_outputs=7, hidden=5, embedding_dim=3)
+    assert models.get_model("lstm").layout == "sequence"
+    ids = jax.random.randint(jax.random.key(14), (2, 6), 0, 7)
+    labels = jnp.roll(ids, -1, axis=1)
+    params, shape = model.init(jax.random.key(15), ids.shape)
+    assert shape == (2, 6, 7)
+
+    def loss(params, ids, labels):
+        return ops.softmax_cross_entropy(model.apply(params, ids), labels)
+
+    assert_fully_manual(loss, params, ids, labels)
+    check_gradients(loss, params, ids, labels).assert_ok(numerical_tol=1e-5)
+
+
+def test_chars_data_set_is_next_character_prediction():
+    text = data.chars(20, 16)
+    x, y = text.train
+    chex.assert_shape([x, y], [(20, 16), (20, 16)])
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+    assert text.vocabulary.decode(text.vocabulary.encode("def f():")) == "def f():"
+    task = data.load_task("chars", "sequence", 10)
+    assert task.num_outputs == len(text.vocabulary.characters) and task.loss == "softmax_cross_entropy"
