@@ -182,6 +182,7 @@ COMMANDS: dict[str, Command | str] = {
     "demo": "jaxbp.demo",
     "gradcheck-ops": "jaxbp.op_cases",
     "vanishing": "jaxbp.studies.vanishing",
+    "bench": "jaxbp.bench.suite",
 }
 
 
