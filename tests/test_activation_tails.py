@@ -38,9 +38,7 @@ def _gelu_tanh_derivative(x: float) -> float:
     """d/dx [x (1 + tanh u) / 2], u = sqrt(2/pi)(x + c x^3), with 1 + tanh u = 2 / (1 + e^{-2u})."""
     u = SQRT_2_OVER_PI * (x + GELU_C * x**3)
     half_one_plus_tanh = _logistic(2 * u)
-    return half_one_plus_tanh + 0.5 * x * _sech_squared(u) * SQRT_2_OVER_PI * (
-        1 + 3 * GELU_C * x * x
-    )
+    return half_one_plus_tanh + 0.5 * x * _sech_squared(u) * SQRT_2_OVER_PI * (1 + 3 * GELU_C * x * x)
 
 
 TRUE_DERIVATIVES = {
@@ -51,10 +49,7 @@ TRUE_DERIVATIVES = {
     "elu": (lambda x: ops.elu(x, 0.7), lambda x: 1.0 if x > 0 else 0.7 * math.exp(x)),
     "gelu": (
         ops.gelu,
-        lambda x: (
-            0.5 * math.erfc(-x / math.sqrt(2))
-            + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-        ),
+        lambda x: 0.5 * math.erfc(-x / math.sqrt(2)) + x * math.exp(-x * x / 2) / math.sqrt(2 * math.pi),
     ),
     "gelu_tanh": (lambda x: ops.gelu(x, approximate=True), _gelu_tanh_derivative),
 }
@@ -82,23 +77,15 @@ def test_float32_gradient_is_exact_in_the_tails(name):
     normal = (np.abs(truth) >= TINY32) & (np.abs(truth) <= MAX32)
     assert normal.sum() >= 6  # the test is about the tails: most points must count
     error = np.abs(got - truth) / np.abs(np.where(normal, truth, 1.0))
-    bad = [
-        (x, g, t)
-        for x, g, t, e, n in zip(POINTS, got, truth, error, normal)
-        if n and e > 1e-5
-    ]
-    assert not bad, (
-        f"{name}: (x, float32 gradient, float64 truth) with relative error > 1e-5: {bad}"
-    )
+    bad = [(x, g, t) for x, g, t, e, n in zip(POINTS, got, truth, error, normal) if n and e > 1e-5]
+    assert not bad, f"{name}: (x, float32 gradient, float64 truth) with relative error > 1e-5: {bad}"
 
 
 @pytest.mark.parametrize("name", sorted(TRUE_DERIVATIVES))
 def test_gradient_is_finite_for_huge_inputs(name):
     op, _ = TRUE_DERIVATIVES[name]
     x = jnp.array([-1e20, -3e38, 1e20, 3e38], jnp.float32)
-    np.testing.assert_allclose(
-        _gradient(op, x), [LIMITS[name][0]] * 2 + [LIMITS[name][1]] * 2, rtol=1e-7
-    )
+    np.testing.assert_allclose(_gradient(op, x), [LIMITS[name][0]] * 2 + [LIMITS[name][1]] * 2, rtol=1e-7)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -116,20 +103,13 @@ def test_nan_propagates_forward_and_backward(name, dtype):
 @pytest.mark.parametrize("name", sorted(TRUE_DERIVATIVES))
 def test_gradient_at_infinity_is_the_limit(name):
     op, _ = TRUE_DERIVATIVES[name]
-    np.testing.assert_allclose(
-        _gradient(op, jnp.array([-jnp.inf, jnp.inf])), LIMITS[name], rtol=1e-7
-    )
+    np.testing.assert_allclose(_gradient(op, jnp.array([-jnp.inf, jnp.inf])), LIMITS[name], rtol=1e-7)
 
 
 def test_exact_tails_keep_the_residual_bytes(capsys):
     """tanh and elu save one float32 per element, relu and leaky_relu one byte."""
     x = jnp.linspace(-3.0, 3.0, 1000, dtype=jnp.float32)
-    expected = {
-        "tanh": "f32[1000]",
-        "elu": "f32[1000]",
-        "relu": "u8[1000]",
-        "leaky_relu": "u8[1000]",
-    }
+    expected = {"tanh": "f32[1000]", "elu": "f32[1000]", "relu": "u8[1000]", "leaky_relu": "u8[1000]"}
     for name, saved in expected.items():
         print_saved_residuals(TRUE_DERIVATIVES[name][0], x)
         lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]

@@ -38,11 +38,7 @@ def _sign_code(x: Array) -> Array:
 
 def _piecewise_linear_derivative(code: Array, negative_slope: float) -> Array:
     """1 where x > 0, ``negative_slope`` where x <= 0, NaN where x was NaN."""
-    return jnp.where(
-        code == _POSITIVE,
-        1.0,
-        jnp.where(code == _NOT_POSITIVE, negative_slope, jnp.nan),
-    )
+    return jnp.where(code == _POSITIVE, 1.0, jnp.where(code == _NOT_POSITIVE, negative_slope, jnp.nan))
 
 
 def _sech_squared(x: Array) -> Array:
@@ -92,9 +88,7 @@ _leaky_relu = define_elementwise_op(
 _elu = define_elementwise_op(
     reference.elu,
     residual=lambda x, y, alpha: x,
-    derivative=lambda x, alpha: jnp.where(
-        x > 0, 1.0, alpha * jnp.exp(jnp.minimum(x, 0.0))
-    ),
+    derivative=lambda x, alpha: jnp.where(x > 0, 1.0, alpha * jnp.exp(jnp.minimum(x, 0.0))),
     num_static=1,
 )
 
@@ -110,14 +104,7 @@ def _gelu_derivative(x: Array, approximate: bool) -> Array:
         c = reference.GELU_TANH_COEFFICIENT
         two_u = 2.0 * _SQRT_2_OVER_PI * (x + c * x**3)
         s = reference.sigmoid(two_u)
-        return s * (
-            1.0
-            + 2.0
-            * x
-            * reference.sigmoid(-two_u)
-            * _SQRT_2_OVER_PI
-            * (1.0 + 3.0 * c * x * x)
-        )
+        return s * (1.0 + 2.0 * x * reference.sigmoid(-two_u) * _SQRT_2_OVER_PI * (1.0 + 3.0 * c * x * x))
     cdf = 0.5 * lax.erfc(-x / math.sqrt(2.0))
     pdf = _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)
     return cdf + x * pdf
@@ -150,12 +137,7 @@ def relu(x: Array) -> Array:
 def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
     """x if x > 0 else ``negative_slope * x``; ``negative_slope`` in [0, 1)."""
     slope = static_float(
-        "leaky_relu",
-        "negative_slope",
-        negative_slope,
-        minimum=0.0,
-        maximum=1.0,
-        include_maximum=False,
+        "leaky_relu", "negative_slope", negative_slope, minimum=0.0, maximum=1.0, include_maximum=False
     )
     return _leaky_relu(as_float_array("leaky_relu", "x", x), slope)
 

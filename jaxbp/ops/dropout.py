@@ -47,13 +47,14 @@ _dropout = define_op(reference.dropout, _dropout_fwd, _dropout_bwd, nondiff_argn
 
 
 def _is_prng_key(key: object) -> bool:
-    """A typed key (``jax.random.key``) or a raw uint32 key (``jax.random.PRNGKey``)."""
+    """A single typed key (``jax.random.key``, shape ``()``) or a single raw uint32 key
+    (``jax.random.PRNGKey``: shape ``(2,)`` for threefry, ``(4,)`` for rbg)."""
     dtype = getattr(key, "dtype", None)
     if dtype is None:
         return False
     if jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        return True
-    return dtype == np.uint32 and getattr(key, "ndim", 0) >= 1
+        return key.shape == ()
+    return dtype == np.uint32 and key.shape == jax.random.key_data(jax.random.key(0)).shape
 
 
 def dropout(x: Array, key: Array | None, rate: float, *, train: bool) -> Array:
@@ -83,7 +84,7 @@ def dropout(x: Array, key: Array | None, rate: float, *, train: bool) -> Array:
         )
     if not _is_prng_key(key):
         raise TypeError(
-            f"{op}: key must be a PRNG key from jax.random.key(seed), got "
+            f"{op}: key must be a PRNG key from jax.random.key(seed), a single one (under vmap, one per example), got "
             f"dtype {getattr(key, 'dtype', type(key).__name__)}, shape {getattr(key, 'shape', None)}"
         )
     return _dropout(x, key, rate)

@@ -168,6 +168,8 @@ def _gamma_beta(op: str, params: Any, x: Array) -> dict:
     if not isinstance(params, dict) or set(params) != {"gamma", "beta"}:
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f'{op}: params must be a dict with keys "gamma" and "beta", got {found}')
+    if x.shape[-1] == 0:
+        raise ValueError(f"{op}: x has 0 features to normalize (shape {tuple(x.shape)})")
     checked = {}
     for name in ("gamma", "beta"):
         value = as_float_array(op, f'params["{name}"]', params[name])

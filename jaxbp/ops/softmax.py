@@ -42,13 +42,20 @@ def _log_softmax_bwd(axis, y, dy):
 _log_softmax = define_op(reference.log_softmax, _log_softmax_fwd, _log_softmax_bwd, nondiff_argnums=(1,))
 
 
+def _checked(op: str, x: Array, axis: int) -> tuple[Array, int]:
+    """``x`` as a float array and ``axis`` normalized; the axis must not be empty."""
+    x = as_float_array(op, "x", x)
+    axis = normalize_axis(op, axis, x.ndim)
+    if x.shape[axis] == 0:
+        raise ValueError(f"{op}: axis {axis} has 0 classes to normalize over (shape {tuple(x.shape)})")
+    return x, axis
+
+
 def softmax(x: Array, axis: int = -1) -> Array:
     """Softmax along ``axis``; the backward needs only the saved output."""
-    x = as_float_array("softmax", "x", x)
-    return _softmax(x, normalize_axis("softmax", axis, x.ndim))
+    return _softmax(*_checked("softmax", x, axis))
 
 
 def log_softmax(x: Array, axis: int = -1) -> Array:
     """Log-softmax along ``axis``; the backward needs only the saved output."""
-    x = as_float_array("log_softmax", "x", x)
-    return _log_softmax(x, normalize_axis("log_softmax", axis, x.ndim))
+    return _log_softmax(*_checked("log_softmax", x, axis))

@@ -46,10 +46,15 @@ _reshape = define_op(reference.reshape, _reshape_fwd, _reshape_bwd, nondiff_argn
 
 
 def reshape(x: Array, shape: tuple[int, ...]) -> Array:
-    """``x`` with a new shape of the same size (one entry may be -1)."""
+    """``x`` with a new shape of the same size (one entry may be -1, but not for an empty ``x``)."""
     x = as_float_array("reshape", "x", x)
     shape = tuple(int(d) for d in shape)
     known = math.prod(d for d in shape if d != -1)
+    if -1 in shape and known == 0:
+        raise ValueError(
+            f"reshape: cannot infer the -1 entry of {shape} when the other entries multiply to 0 "
+            f"(x has shape {tuple(x.shape)}); give every size explicitly"
+        )
     if shape.count(-1) > 1 or (-1 not in shape and known != x.size) or (known and x.size % known):
         raise ValueError(f"reshape: cannot reshape an array of shape {tuple(x.shape)} (size {x.size}) to {shape}")
     if -1 in shape:
@@ -58,7 +63,7 @@ def reshape(x: Array, shape: tuple[int, ...]) -> Array:
 
 
 def flatten(x: Array) -> Array:
-    """``(batch, ...) -> (batch, prod(...))``."""
+    """``(batch, ...) -> (batch, prod(...))``; an empty batch gives ``(0, prod(...))``."""
     x = as_float_array("flatten", "x", x)
     require_rank("flatten", "x", x, min_rank=1)
-    return reshape(x, (x.shape[0], -1))
+    return reshape(x, (x.shape[0], math.prod(x.shape[1:])))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from jaxbp.core import Array, in_accumulation_dtype
@@ -28,9 +27,15 @@ def mse(predictions: Array, targets: Array) -> Array:
 
 
 def binary_cross_entropy_with_logits(logits: Array, labels: Array) -> Array:
-    """L = mean(softplus(z) - y z) = mean(-y log sigma(z) - (1 - y) log(1 - sigma(z)))."""
+    """L = mean(softplus(z) - y z) = mean(-y log sigma(z) - (1 - y) log(1 - sigma(z))).
+
+    A label outside [0, 1] (or NaN) makes its term, and so the mean, NaN: under ``jit``
+    the op cannot raise, so a bad label poisons the loss instead of biasing it.
+    """
     z = in_accumulation_dtype(logits)
-    return jnp.mean(jnp.logaddexp(0.0, z) - labels * z).astype(logits.dtype)
+    per_element = jnp.logaddexp(0.0, z) - labels * z
+    per_element = jnp.where((labels >= 0) & (labels <= 1), per_element, jnp.nan)
+    return jnp.mean(per_element).astype(logits.dtype)
 
 
 class SoftmaxCrossEntropyParts(NamedTuple):
@@ -43,13 +48,20 @@ def softmax_cross_entropy_parts(logits: Array, labels: Array) -> SoftmaxCrossEnt
 
     ``labels`` are integer class indices of shape ``logits.shape[:-1]`` or float
     targets (one-hot or probabilities) of the same shape as ``logits``.
+
+    -inf logits (masked classes) follow 0 log 0 = 0: a -inf logit on a class with
+    zero target adds nothing (finite loss), on the target class it gives +inf. An
+    integer label outside [0, C) makes its row's loss, and so the mean, NaN.
     """
     log_p = log_softmax_wide(logits, -1)
+    num_classes = log_p.shape[-1]
     if jnp.issubdtype(labels.dtype, jnp.integer):
-        targets = jax.nn.one_hot(labels, log_p.shape[-1], dtype=log_p.dtype)
+        picked = jnp.take_along_axis(log_p, jnp.clip(labels, 0, num_classes - 1)[..., None], axis=-1)[..., 0]
+        per_row = jnp.where((labels >= 0) & (labels < num_classes), -picked, jnp.nan)
     else:
         targets = labels.astype(log_p.dtype)
-    return SoftmaxCrossEntropyParts(jnp.mean(-jnp.sum(targets * log_p, axis=-1)).astype(logits.dtype), log_p)
+        per_row = -jnp.sum(targets * jnp.where(targets == 0, 0.0, log_p), axis=-1)
+    return SoftmaxCrossEntropyParts(jnp.mean(per_row).astype(logits.dtype), log_p)
 
 
 def softmax_cross_entropy(logits: Array, labels: Array) -> Array:

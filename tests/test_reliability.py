@@ -1,0 +1,148 @@
+"""No silent wrong results: bad labels under jit/vmap, -inf logits, NaN/Inf through every op, empty inputs."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbp import ops
+from jaxbp.gradcheck import strip_custom_vjps
+from jaxbp.op_cases import CASES
+
+# ----------------------------------------------------------- out-of-range labels
+
+
+@pytest.mark.parametrize("bad_label", [10, -1, 255])
+def test_out_of_range_label_poisons_the_loss_under_jit_and_vmap(bad_label):
+    logits = jax.random.normal(jax.random.key(0), (4, 10))
+    labels = jnp.array([1, bad_label, 3, 4])
+    loss, grads = jax.jit(jax.value_and_grad(ops.softmax_cross_entropy))(logits, labels)
+    assert math.isnan(float(loss))
+    assert bool(jnp.all(jnp.isnan(grads[1]))) and bool(jnp.all(jnp.isfinite(grads[jnp.array([0, 2, 3])])))
+    per_example = jax.vmap(ops.softmax_cross_entropy)(logits, labels)
+    assert np.isnan(per_example[1]) and np.all(np.isfinite(per_example[jnp.array([0, 2, 3])]))
+    with pytest.raises(ValueError, match=f"softmax_cross_entropy: label {bad_label} is out of range for 10 classes"):
+        ops.softmax_cross_entropy(logits, labels)
+
+
+@pytest.mark.parametrize("bad_target", [-0.5, 2.0, float("nan")])
+def test_binary_target_outside_unit_interval_poisons_the_loss_under_jit(bad_target):
+    logits, targets = jnp.array([0.3, -1.0, 2.0]), jnp.array([0.0, bad_target, 1.0])
+    loss, grads = jax.jit(jax.value_and_grad(ops.binary_cross_entropy_with_logits))(logits, targets)
+    assert math.isnan(float(loss))
+    assert np.isnan(grads[1]) and np.all(np.isfinite(grads[jnp.array([0, 2])]))
+    with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits: labels must lie in \[0, 1\], got"):
+        ops.binary_cross_entropy_with_logits(logits, targets)
+
+
+# ------------------------------------------------------------- -inf logits
+
+
+@pytest.mark.parametrize("labels_kind", ["int", "one_hot"])
+def test_minus_inf_logits_mean_one_thing_eagerly_and_under_jit(labels_kind):
+    """A masked (-inf) class adds nothing; -inf on the target class gives +inf."""
+    logits = jnp.array([[0.0, -jnp.inf, 1.0], [2.0, 0.0, -jnp.inf]])
+    masked_elsewhere, masked_target = jnp.array([2, 0]), jnp.array([1, 0])
+    if labels_kind == "one_hot":
+        masked_elsewhere, masked_target = jax.nn.one_hot(masked_elsewhere, 3), jax.nn.one_hot(masked_target, 3)
+    # row 0: log softmax(0, 1)[1] = -log(1 + e^-1); row 1: log softmax(2, 0)[0] = -log(1 + e^-2)
+    expected = (math.log1p(math.exp(-1)) + math.log1p(math.exp(-2))) / 2
+    for call in (ops.softmax_cross_entropy, jax.jit(ops.softmax_cross_entropy)):
+        assert float(call(logits, masked_elsewhere)) == pytest.approx(expected, rel=1e-6)
+        assert float(call(logits, masked_target)) == math.inf
+    grads = jax.jit(jax.grad(ops.softmax_cross_entropy))(logits, masked_elsewhere)
+    assert bool(jnp.all(jnp.isfinite(grads))) and float(grads[0, 1]) == 0.0 and float(grads[1, 2]) == 0.0
+
+
+# --------------------------------------------------------- NaN / Inf through the op catalog
+
+
+def _float32_example(name: str) -> tuple[list, int]:
+    """The case's arguments (float32) and the position of its first float array argument."""
+    with jax.enable_x64(True):
+        args = CASES[name].draw(3)
+    narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
+    args = jax.tree_util.tree_map(lambda a: a.astype(narrow[a.dtype]) if a.dtype in narrow else a, list(args))
+    position = next(i for i, a in enumerate(args) if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating))
+    return args, position
+
+
+def _output_and_gradient(fn, args, position):
+    out, vjp = jax.vjp(fn, *args)
+    return out, np.asarray(vjp(jax.tree_util.tree_map(jnp.ones_like, out))[position])
+
+
+@pytest.mark.parametrize("special", [math.nan, math.inf, -math.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_nan_and_inf_inputs_are_never_silently_dropped(name, special):
+    """NaN in: NaN out, and every NaN autodiff-through-the-reference gives is NaN in the manual
+    gradient too. +-inf in: the manual gradient is NaN only where the reference's is, and equal elsewhere."""
+    args, position = _float32_example(name)
+    args[position] = args[position].at[(0,) * args[position].ndim].set(special)
+    out, manual = _output_and_gradient(CASES[name].op, args, position)
+    _, reference = _output_and_gradient(strip_custom_vjps(CASES[name].op), args, position)
+    if math.isnan(special):
+        assert any(bool(jnp.isnan(leaf).any()) for leaf in jax.tree_util.tree_leaves(out)), (
+            f"{name}: NaN input vanished"
+        )
+        hidden = np.isnan(reference) & ~np.isnan(manual)
+        assert not hidden.any(), f"{name}: manual gradient finite where autodiff gives NaN at {np.argwhere(hidden)}"
+    else:
+        invented = np.isnan(manual) & ~np.isnan(reference)
+        assert not invented.any(), f"{name}: manual gradient NaN where autodiff is not, at {np.argwhere(invented)}"
+    both = np.isfinite(manual) & np.isfinite(reference)
+    np.testing.assert_allclose(manual[both], reference[both], rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ empty inputs, keys
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: ops.mse(jnp.ones((0, 3)), jnp.ones((0, 3))), r"mse: predictions is empty.*\(shape \(0, 3\)\)"),
+        (
+            lambda: ops.binary_cross_entropy_with_logits(jnp.ones((0,)), jnp.ones((0,))),
+            r"binary_cross_entropy_with_logits: logits is empty",
+        ),
+        (
+            lambda: ops.softmax_cross_entropy(jnp.ones((0, 3)), jnp.ones((0,), jnp.int32)),
+            r"softmax_cross_entropy: logits is empty",
+        ),
+        (
+            lambda: ops.softmax_cross_entropy(jnp.ones((2, 0)), jnp.zeros((2,), jnp.int32)),
+            r"softmax_cross_entropy: logits have 0 classes \(shape \(2, 0\)\)",
+        ),
+        (lambda: ops.softmax(jnp.ones((2, 0))), r"softmax: axis 1 has 0 classes to normalize over \(shape \(2, 0\)\)"),
+        (lambda: ops.log_softmax(jnp.ones((0, 2)), axis=0), r"log_softmax: axis 0 has 0 classes"),
+        (lambda: ops.reshape(jnp.ones((0, 3)), (0, -1)), r"reshape: cannot infer the -1 entry of \(0, -1\)"),
+        (
+            lambda: ops.batch_norm({"gamma": jnp.ones(0), "beta": jnp.ones(0)}, jnp.ones((4, 0))),
+            r"batch_norm: x has 0 features to normalize \(shape \(4, 0\)\)",
+        ),
+        (
+            lambda: ops.layer_norm({"gamma": jnp.ones(0), "beta": jnp.ones(0)}, jnp.ones((4, 0))),
+            r"layer_norm: x has 0 features",
+        ),
+    ],
+)
+def test_empty_inputs_are_a_clear_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_flatten_of_an_empty_batch_keeps_the_feature_size():
+    assert ops.flatten(jnp.ones((0, 3, 2))).shape == (0, 6)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 2), ()])
+def test_raw_key_of_the_wrong_shape_names_dropout(shape):
+    with pytest.raises(TypeError, match=rf"dropout: key must be a PRNG key .* shape {re.escape(str(shape))}"):
+        ops.dropout(jnp.ones(4), jnp.zeros(shape, jnp.uint32), 0.5, train=True)
+    with pytest.raises(TypeError, match="dropout: key must be a PRNG key"):
+        ops.dropout(jnp.ones(4), jax.random.split(jax.random.key(0), 2), 0.5, train=True)
