@@ -1,35 +1,221 @@
-"""The benchmark scripts run on tiny sizes and write well-formed JSON (no timing asserted)."""
+"""The benchmark suite (jaxbp.bench) on tiny sizes: its measuring primitives, sections, suite and CLI.
+
+Timing is never asserted: only structure, bookkeeping and the figures that do not depend
+on the machine's speed (bytes, FLOP counts, gradients).
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import json
-import pathlib
 import sys
+import types
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+from jaxbp.bench import _measure as measure
+from jaxbp.bench import gradients, mlp, remat, scaling, suite
+
+# ------------------------------------------------------------------------- primitives
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+def test_time_variants_runs_round_robin_with_rotating_start_and_excludes_warmup():
+    calls: list[str] = []
+    variants = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    timings = measure.time_variants(variants, repeats=3, warmup=2)
+    assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up first, untimed
+    assert calls[6:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    for timing in timings.values():
+        assert timing.repeats == 3 and 0 <= timing.min_ms <= timing.median_ms
 
 
-def test_manual_vs_autodiff_tiny_run_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
-    bench = _load("manual_vs_autodiff")
-    out = tmp_path / "bench.json"
-    assert bench.main(["--tiny", "--repeats", "1", "--out", str(out)]) == 0
-    payload = json.loads(out.read_text())
-    (result,) = payload["results"]
-    assert result["config"]["name"] == "tiny-tanh-2x8"
-    for key in ("step_ms_manual", "step_ms_reference_autodiff", "fwd_bwd_over_fwd", "residual_bytes_manual", "temp_bytes_manual"):
-        assert result[key] > 0 or key == "temp_bytes_manual"
-    assert result["manual_over_autodiff"] == pytest.approx(result["step_ms_manual"] / result["step_ms_reference_autodiff"])
-    assert "manual/autodiff" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        bench.main(["--tiny", "--repeats", "1", "--out", str(out)])
+def test_time_variants_rejects_zero_repeats():
+    with pytest.raises(ValueError, match="repeats"):
+        measure.time_variants({"a": lambda: None}, repeats=0)
+
+
+def test_residual_bytes_separates_arguments_from_intermediates():
+    x = jnp.ones((8, 16), jnp.float32)
+    # x * x saves x itself (an argument); sin saves cos(x) (an intermediate of the forward)
+    assert measure.residual_bytes(lambda x: jnp.sum(x * x), x) == {"total": 512, "arguments": 512, "intermediates": 0}
+    assert measure.residual_bytes(lambda x: jnp.sum(jnp.sin(x)), x) == {
+        "total": 512,
+        "arguments": 0,
+        "intermediates": 512,
+    }
+
+
+def test_compiled_memory_reports_argument_and_output_bytes():
+    memory = measure.compiled_memory(lambda a, b: a @ b, jnp.ones((4, 8)), jnp.ones((8, 2)))
+    if memory["argument"] is None:
+        pytest.skip("this backend reports no memory analysis")
+    assert memory["argument"] == (32 + 16) * 4 and memory["output"] == 8 * 4 and memory["temp"] >= 0
+
+
+def test_compare_training_step_row_and_ratios():
+    loss, params, x, labels = mlp.mlp_problem((3, 5, 2), batch=4)
+    torch_calls = []
+    row = measure.compare_training_step(loss, params, x, labels, repeats=2, torch_step=lambda: torch_calls.append(1))
+    assert set(row["step_ms"]) == {"manual", "autodiff", "forward", "fwd_bwd", "torch"}
+    assert len(torch_calls) == 3  # one warm-up and two timed rounds
+    median = {name: t["median_ms"] for name, t in row["step_ms"].items()}
+    assert row["manual_over_autodiff"] == pytest.approx(median["manual"] / median["autodiff"])
+    assert row["manual_over_torch"] == pytest.approx(median["manual"] / median["torch"])
+    assert row["grad_relative_error"] < 1e-5
+    for side in ("manual", "autodiff"):
+        assert row["residual_bytes"][side]["total"] > row["residual_bytes"][side]["intermediates"] > 0
+
+
+def test_compare_training_step_refuses_to_time_different_gradients():
+    @jax.custom_vjp
+    def wrong_square(x):
+        return x * x
+
+    wrong_square.defvjp(lambda x: (x * x, x), lambda x, dy: (3.0 * x * dy,))  # d(x^2)/dx is 2x, not 3x
+
+    with pytest.raises(ValueError, match="gradients differ"):
+        measure.compare_training_step(
+            lambda p, x: jnp.sum(wrong_square(p * x)), jnp.ones(3), jnp.arange(1.0, 4.0), repeats=1
+        )
+
+
+def test_write_json_never_overwrites(tmp_path):
+    first = measure.write_json({"value": measure.Timing(1.0, 2.0, 3)}, "demo", directory=tmp_path)
+    second = measure.write_json({"value": np.float32(0.5)}, "demo", directory=tmp_path)
+    assert (first.name, second.name) == ("demo-001.json", "demo-002.json")
+    document = json.loads(first.read_text())
+    assert document["value"] == {"min_ms": 1.0, "median_ms": 2.0, "repeats": 3}
+    for key in ("cpu", "threads", "backend", "device", "jax", "jaxlib", "torch", "time_utc"):
+        assert key in document["machine"]
+    assert json.loads(second.read_text())["value"] == 0.5
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        measure.write_json({}, "demo", path=first)
+    assert measure.new_path("demo", ".png", tmp_path).name == "demo-003.png"
+
+
+def test_format_table_marks_missing_values_and_skips_nested_columns():
+    table = measure.format_table([{"name": "a", "x": 1.23456, "y": None, "nested": {"k": 1}}])
+    header, line = table.splitlines()
+    assert header.split() == ["name", "x", "y"] and line.split() == ["a", "1.23", "n/a"]
+
+
+def test_optional_torch_skips_cleanly_when_absent(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    assert measure.optional_torch() is None
+    assert measure.TORCH_SKIP_MESSAGE in capsys.readouterr().err
+    assert measure.machine_info()["torch"] is None
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def test_mlp_step_flops_counted_by_hand():
+    # widths 2-3-4, batch 5: forward 2*5*(6+12) = 180, weight grads 180, input grad of layer 2 only 2*5*12 = 120
+    assert mlp.step_flops((2, 3, 4), 5) == 480
+
+
+def test_torch_mlp_step_matches_the_jax_loss():
+    torch = pytest.importorskip("torch")
+    loss, params, x, labels = mlp.mlp_problem((6, 5, 3), batch=4)
+    step = mlp.torch_mlp_step(torch, params, x, labels)
+    assert float(step().detach()) == pytest.approx(float(loss(params, x, labels)), rel=1e-5)  # loss before the update
+
+
+def test_central_differences_match_an_analytic_gradient():
+    theta = jnp.array([1.0, -2.0, 0.5])
+    numerical = gradients.central_difference_gradient(lambda t: jnp.sum(t**2) + t[0] * t[1], theta)
+    np.testing.assert_allclose(numerical, [2 * 1.0 - 2.0, 2 * -2.0 + 1.0, 1.0], rtol=1e-3)
+    partial = gradients.central_difference_gradient(lambda t: jnp.sum(t**2), theta, coordinates=2)
+    np.testing.assert_allclose(partial, [2.0, -4.0], rtol=1e-3)
+
+
+def test_fitted_slope_of_a_power_law():
+    assert gradients.fitted_slope([10, 100, 1000], [3.0, 300.0, 30000.0]) == pytest.approx(2.0)
+
+
+def test_gradients_section_tiny():
+    result = gradients.run(tiny=True, repeats=1)
+    assert [row["params"] for row in result["rows"]] == [
+        21 * gradients.hidden_width(n) + 4 for n in gradients.TINY_PARAM_COUNTS
+    ]
+    assert all(row["relative_error"] < 1e-2 for row in result["rows"])  # float32 central differences
+    assert np.isfinite([result["slope_backprop"], result["slope_numerical"]]).all()
+
+
+def test_scaling_section_tiny():
+    result = scaling.run(tiny=True, repeats=1)
+    assert [(row["sweep"], row["batch"], row["depth"]) for row in result["rows"]] == [
+        ("batch", 2, 1),
+        ("batch", 4, 1),
+        ("depth", 2, 1),
+        ("depth", 2, 2),
+    ]
+    assert set(result["slopes"]) == {"batch_manual", "batch_autodiff", "depth_manual", "depth_autodiff"}
+
+
+def test_remat_section_saves_residuals_with_identical_gradients():
+    rows = remat.measure(depth=4, width=8, batch=16, segments=[2], repeats=1)["rows"]
+    base, segmented = rows
+    assert not base["remat"] and segmented["segment"] == 2
+    # 4 tanh layers in 2 segments: 2 hidden activations (16 x 8 float32) are no longer kept
+    assert base["residual_bytes"] - segmented["residual_bytes"] >= 2 * 16 * 8 * 4
+    assert segmented["max_rel_grad_diff"] < 1e-6
+
+
+# ------------------------------------------------------------------------------ suite
+
+
+def test_suite_tiny_writes_json_and_png(tmp_path, capsys):
+    code = suite.main(["--tiny", "--repeats", "1", "--sections", "mlp", "remat", "--out-dir", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "manual/autodiff" in out and "targets:" in out
+    document = json.loads((tmp_path / "suite-001.json").read_text())
+    assert set(document["sections"]) == {"mlp", "remat"} and document["machine"]["backend"] == jax.default_backend()
+    assert any("manual/autodiff" in check["target"] for check in document["targets"])
+    (row,) = document["sections"]["mlp"]["rows"]
+    assert row["model"] == "mlp-16-32-32-10-b8" and row["step_flops"] == mlp.step_flops(mlp.TINY_WIDTHS, mlp.TINY_BATCH)
+    assert row["step_over_matmul_flop_s"] == pytest.approx(row["step_gflop_s"] / row["matmul_gflop_s"])
+    assert row["grad_relative_error"] < 1e-5
+    assert (tmp_path / "suite-001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_suite_reports_missing_and_failing_sections(monkeypatch):
+    def boom(tiny: bool, repeats: int) -> dict:
+        raise RuntimeError("section exploded")
+
+    module = types.ModuleType("jaxbp.bench.boom")
+    module.__spec__ = importlib.machinery.ModuleSpec("jaxbp.bench.boom", None)
+    module.run = boom
+    monkeypatch.setitem(sys.modules, "jaxbp.bench.boom", module)
+    results = suite.run_sections(["boom", "not_a_section"], tiny=True, repeats=1)
+    assert results["boom"]["error"] == "RuntimeError: section exploded"
+    assert "does not exist" in results["not_a_section"]["skipped"]
+    assert "ERROR RuntimeError" in suite.report(results, measure.machine_info())
+
+
+def test_targets_flag_a_slow_lstm_and_larger_residuals():
+    row = {
+        "model": "lstm-b32",
+        "step_ms": {},
+        "manual_over_autodiff": 0.95,
+        "fwd_bwd_over_fwd": 2.0,
+        "residual_bytes": {"manual": {"total": 10}, "autodiff": {"total": 9}},
+        "manual_over_torch": 0.5,
+    }
+    checks = {c["target"]: c["met"] for c in suite.check_targets({"recurrent": {"rows": [row]}})}
+    assert checks == {
+        "lstm-b32: manual/autodiff step <= 0.90": False,  # the LSTM's target is stricter than 1.00
+        "lstm-b32: residual bytes manual <= autodiff": False,
+        "lstm-b32: jaxbp faster than PyTorch eager": True,
+    }
+
+
+def test_cli_has_the_bench_subcommand():
+    from jaxbp.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--tiny", "--sections", "mlp", "--no-plot"])
+    assert args.run is suite.run and args.tiny and args.sections == ["mlp"] and args.no_plot

@@ -35,6 +35,7 @@ A section is a module ``jaxbp/bench/<name>.py`` with::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -44,7 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -77,7 +78,8 @@ TORCH_SKIP_MESSAGE = "PyTorch is not installed: torch columns skipped (pip insta
 # ---------------------------------------------------------------------------- timing
 
 
-class Timing(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Timing:
     """Wall time of one variant over ``repeats`` round-robin rounds, in milliseconds."""
 
     min_ms: float
@@ -85,11 +87,7 @@ class Timing(NamedTuple):
     repeats: int
 
     def to_dict(self) -> dict[str, float]:
-        return {
-            "min_ms": self.min_ms,
-            "median_ms": self.median_ms,
-            "repeats": self.repeats,
-        }
+        return dataclasses.asdict(self)
 
 
 def _block(out: Any) -> Any:
@@ -100,9 +98,7 @@ def _block(out: Any) -> Any:
     return out
 
 
-def time_variants(
-    variants: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 1
-) -> dict[str, Timing]:
+def time_variants(variants: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 1) -> dict[str, Timing]:
     """Time zero-argument callables round-robin: each round runs every variant once.
 
     ``warmup`` untimed calls per variant come first (compilation, caches). Round ``r``
@@ -111,9 +107,7 @@ def time_variants(
     shared by all. Results are JAX-synchronised (``block_until_ready``).
     """
     if repeats < 1 or warmup < 0:
-        raise ValueError(
-            f"time_variants: repeats must be >= 1 and warmup >= 0 (repeats={repeats}, warmup={warmup})"
-        )
+        raise ValueError(f"time_variants: repeats must be >= 1 and warmup >= 0 (repeats={repeats}, warmup={warmup})")
     names = list(variants)
     for name in names:
         for _ in range(warmup):
@@ -125,10 +119,7 @@ def time_variants(
             start = time.perf_counter()
             _block(variants[name]())
             samples[name].append(time.perf_counter() - start)
-    return {
-        name: Timing(1e3 * min(s), 1e3 * float(np.median(s)), repeats)
-        for name, s in samples.items()
-    }
+    return {name: Timing(1e3 * min(s), 1e3 * float(np.median(s)), repeats) for name, s in samples.items()}
 
 
 # ---------------------------------------------------------------------------- memory
@@ -136,12 +127,8 @@ def time_variants(
 
 def nbytes(avals: Any) -> int:
     """Total bytes of a pytree (or iterable) of arrays / shape-dtype structs."""
-    leaves = jax.tree_util.tree_leaves(
-        list(avals) if not hasattr(avals, "shape") else avals
-    )
-    return int(
-        sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in leaves)
-    )
+    leaves = jax.tree_util.tree_leaves(list(avals) if not hasattr(avals, "shape") else avals)
+    return int(sum(math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize for leaf in leaves))
 
 
 def residual_bytes(f: Callable[..., Any], *args: Any) -> dict[str, int]:
@@ -157,9 +144,7 @@ def residual_bytes(f: Callable[..., Any], *args: Any) -> dict[str, int]:
 
     saved = saved_residuals(f, *args)
     total = nbytes([aval for aval, _ in saved])
-    arguments = nbytes(
-        [aval for aval, source in saved if source.startswith("from the argument")]
-    )
+    arguments = nbytes([aval for aval, source in saved if source.startswith("from the argument")])
     return {"total": total, "arguments": arguments, "intermediates": total - arguments}
 
 
@@ -172,10 +157,7 @@ def compiled_memory(f: Callable[..., Any], *args: Any) -> dict[str, int | None]:
         "argument": "argument_size_in_bytes",
         "output": "output_size_in_bytes",
     }
-    return {
-        key: (None if analysis is None else int(getattr(analysis, attr)))
-        for key, attr in fields.items()
-    }
+    return {key: (None if analysis is None else int(getattr(analysis, attr))) for key, attr in fields.items()}
 
 
 # ------------------------------------------------------------------- manual vs autodiff
@@ -184,26 +166,20 @@ def compiled_memory(f: Callable[..., Any], *args: Any) -> dict[str, int | None]:
 def max_relative_difference(a: Any, b: Any) -> float:
     """Largest ``max|a - b| / max|b|`` over the leaves of two pytrees (0 = identical)."""
     worst = 0.0
-    for leaf_a, leaf_b in zip(
-        jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True
-    ):
+    for leaf_a, leaf_b in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
         leaf_a, leaf_b = np.asarray(leaf_a, np.float64), np.asarray(leaf_b, np.float64)
         scale = max(float(np.max(np.abs(leaf_b), initial=0.0)), 1e-30)
         worst = max(worst, float(np.max(np.abs(leaf_a - leaf_b), initial=0.0)) / scale)
     return worst
 
 
-def sgd_step(
-    loss: Callable[..., Any], learning_rate: float = 1e-3
-) -> Callable[..., Any]:
+def sgd_step(loss: Callable[..., Any], learning_rate: float = 1e-3) -> Callable[..., Any]:
     """``jit`` of one SGD step ``params - lr * grad loss(params, *batch)``, returning ``(params, loss)``."""
 
     @jax.jit
     def step(params: Any, *batch: Any) -> tuple[Any, Any]:
         value, grads = jax.value_and_grad(loss)(params, *batch)
-        return jax.tree_util.tree_map(
-            lambda p, g: p - learning_rate * g, params, grads
-        ), value
+        return jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads), value
 
     return step
 
@@ -231,9 +207,7 @@ def compare_training_step(
     reference = strip_custom_vjps(loss)
     grad_manual = jax.jit(jax.grad(loss))
     grad_reference = jax.jit(jax.grad(reference))
-    difference = relative_error(
-        grad_manual(params, *batch), grad_reference(params, *batch)
-    )
+    difference = relative_error(grad_manual(params, *batch), grad_reference(params, *batch))
     if not difference <= tolerance:
         raise ValueError(
             f"compare_training_step: manual and autodiff gradients differ by {difference:.2e} (> {tolerance:g})"
@@ -258,9 +232,7 @@ def compare_training_step(
         "step_ms": {name: t.to_dict() for name, t in timings.items()},
         "manual_over_autodiff": median["manual"] / median["autodiff"],
         "fwd_bwd_over_fwd": median["fwd_bwd"] / median["forward"],
-        "manual_over_torch": median["manual"] / median["torch"]
-        if torch_step is not None
-        else None,
+        "manual_over_torch": median["manual"] / median["torch"] if torch_step is not None else None,
         "residual_bytes": {
             "manual": residual_bytes(loss, params, *batch),
             "autodiff": residual_bytes(reference, params, *batch),
@@ -332,9 +304,7 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         torch_version = torch_threads = None
     return {
-        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
+        "time_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": thread_count(),
@@ -361,9 +331,7 @@ def format_table(
     ``None`` as ``n/a``); ``columns`` defaults to the first row's keys with scalar values."""
     if columns is None:  # the first row's scalar entries
         columns = [
-            key
-            for key, value in (rows[0] if rows else {}).items()
-            if not isinstance(value, (Mapping, list, tuple))
+            key for key, value in (rows[0] if rows else {}).items() if not isinstance(value, (Mapping, list, tuple))
         ]
 
     def cell(value: Any) -> str:
@@ -375,16 +343,11 @@ def format_table(
 
     grid = [columns] + [[cell(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in grid) for i in range(len(columns))]
-    lines = [
-        "  ".join(text.rjust(width) for text, width in zip(line, widths))
-        for line in grid
-    ]
+    lines = ["  ".join(text.rjust(width) for text, width in zip(line, widths)) for line in grid]
     return "\n".join(([title] if title else []) + lines)
 
 
-def new_path(
-    stem: str, suffix: str = ".json", directory: Path | str = RESULTS_DIR
-) -> Path:
+def new_path(stem: str, suffix: str = ".json", directory: Path | str = RESULTS_DIR) -> Path:
     """``directory/stem-NNN{suffix}`` numbered one past the highest existing ``stem-NNN*``."""
     directory = Path(directory)
     numbers = [
@@ -428,9 +391,7 @@ def write_json(
                 raise FileExistsError(
                     f"write_json: {target} exists; results are never overwritten (choose another path)"
                 ) from None
-    raise RuntimeError(
-        f"write_json: could not find a free name for {stem!r} in {directory}"
-    )
+    raise RuntimeError(f"write_json: could not find a free name for {stem!r} in {directory}")
 
 
 # ------------------------------------------------------------------- sections
@@ -450,10 +411,7 @@ STEP_COLUMNS = (
 
 
 def _kib_pair(pair: Mapping[str, Any], key: str | None = None) -> str:
-    values = [
-        pair[side] if key is None else pair[side][key]
-        for side in ("manual", "autodiff")
-    ]
+    values = [pair[side] if key is None else pair[side][key] for side in ("manual", "autodiff")]
     return "/".join("n/a" if v is None else f"{v / 1024:.0f}" for v in values)
 
 
@@ -479,9 +437,7 @@ def step_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
     return format_table(table, STEP_COLUMNS, title)
 
 
-def section_main(
-    name: str, run: Callable[..., Mapping[str, Any]], argv: Sequence[str] | None = None
-) -> int:
+def section_main(name: str, run: Callable[..., Mapping[str, Any]], argv: Sequence[str] | None = None) -> int:
     """Command line of one section: ``[--tiny] [--repeats N] [--out PATH]``; prints the table of
     its training-step rows (or of all its rows) and writes JSON to a new file."""
     import argparse
@@ -490,12 +446,8 @@ def section_main(
         prog=f"python -m jaxbp.bench.{name}",
         description=f"jaxbp benchmark section {name!r}",
     )
-    parser.add_argument(
-        "--tiny", action="store_true", help="tiny sizes (seconds; for tests)"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=10, help="timed rounds per variant (default: 10)"
-    )
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; for tests)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per variant (default: 10)")
     parser.add_argument(
         "--out",
         type=Path,
@@ -508,10 +460,6 @@ def section_main(
     result = dict(run(tiny=args.tiny, repeats=args.repeats))
     rows = result.get("rows", [])
     step_rows = [row for row in rows if "step_ms" in row]
-    print(
-        step_table(step_rows, title=name)
-        if step_rows
-        else format_table(rows, title=name)
-    )
+    print(step_table(step_rows, title=name) if step_rows else format_table(rows, title=name))
     print(f"wrote {write_json({'section': name, **result}, name, path=args.out)}")
     return 0

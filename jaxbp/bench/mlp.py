@@ -69,11 +69,7 @@ def mlp_problem(
 def dense_layers(params: Any) -> list[dict[str, jax.Array]]:
     """The ``{"w", "b"}`` dicts of a network's dense layers, in order."""
     is_dense = lambda node: isinstance(node, dict) and "w" in node
-    return [
-        leaf
-        for leaf in jax.tree_util.tree_leaves(params, is_leaf=is_dense)
-        if is_dense(leaf)
-    ]
+    return [leaf for leaf in jax.tree_util.tree_leaves(params, is_leaf=is_dense) if is_dense(leaf)]
 
 
 def step_flops(widths: Sequence[int], batch: int) -> int:
@@ -129,17 +125,11 @@ def torch_mlp_step(
 
 def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
     """The MLP row (manual vs autodiff vs torch) and the FLOP/s comparison with a matmul."""
-    widths, batch, size = (
-        (TINY_WIDTHS, TINY_BATCH, TINY_MATMUL_SIZE)
-        if tiny
-        else (WIDTHS, BATCH, MATMUL_SIZE)
-    )
+    widths, batch, size = (TINY_WIDTHS, TINY_BATCH, TINY_MATMUL_SIZE) if tiny else (WIDTHS, BATCH, MATMUL_SIZE)
     loss, params, x, labels = mlp_problem(widths, batch)
     torch = optional_torch()
     torch_step = torch_mlp_step(torch, params, x, labels) if torch is not None else None
-    row = compare_training_step(
-        loss, params, x, labels, repeats=repeats, torch_step=torch_step
-    )
+    row = compare_training_step(loss, params, x, labels, repeats=repeats, torch_step=torch_step)
     name = "mlp-" + "-".join(map(str, widths)) + f"-b{batch}"
 
     # Achieved FLOP/s: the manual step against a large matmul, round-robin in this process.

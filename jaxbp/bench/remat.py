@@ -38,19 +38,12 @@ DEPTH, WIDTH, BATCH, SEGMENTS = 32, 128, 2048, (1, 2, 4, 8)
 TINY = (4, 8, 4, (2,))
 
 
-def deep_mlp(
-    depth: int, width: int, segment: int = 0, activation: str = "tanh"
-) -> nn.Layer:
+def deep_mlp(depth: int, width: int, segment: int = 0, activation: str = "tanh") -> nn.Layer:
     """``depth`` layers ``dense(width) -> activation`` then ``dense(10)``; with ``segment > 0``
     every ``segment`` consecutive layers form one ``nn.checkpoint`` block."""
-    layers = [
-        nn.serial(nn.dense(width), nn.activation(activation)) for _ in range(depth)
-    ]
+    layers = [nn.serial(nn.dense(width), nn.activation(activation)) for _ in range(depth)]
     if segment:
-        layers = [
-            nn.checkpoint(nn.serial(*layers[i : i + segment]))
-            for i in range(0, depth, segment)
-        ]
+        layers = [nn.checkpoint(nn.serial(*layers[i : i + segment])) for i in range(0, depth, segment)]
     return nn.serial(*layers, nn.dense(NUM_CLASSES))
 
 
@@ -64,9 +57,15 @@ def regroup(params: tuple, depth: int, segment: int) -> tuple:
     )
 
 
-def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, Any]:
+def measure(
+    depth: int,
+    width: int,
+    batch: int,
+    segments: Sequence[int],
+    repeats: int = 10,
+    features: int = 64,
+) -> dict[str, Any]:
     """One row without remat and one per segment size, all on the same weights and data."""
-    depth, width, batch, segments = TINY if tiny else (DEPTH, WIDTH, BATCH, SEGMENTS)
     layer_params, _ = deep_mlp(depth, width).init(jax.random.key(0), (batch, features))
     x = jax.random.normal(jax.random.key(1), (batch, features))
     labels = jax.random.randint(jax.random.key(2), (batch,), 0, NUM_CLASSES)
@@ -74,9 +73,7 @@ def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, 
     for segment in (0, *segments):
         model = deep_mlp(depth, width, segment)
 
-        def loss(
-            params: Any, x: jax.Array, labels: jax.Array, model: nn.Layer = model
-        ) -> jax.Array:
+        def loss(params: Any, x: jax.Array, labels: jax.Array, model: nn.Layer = model) -> jax.Array:
             return ops.softmax_cross_entropy(model.apply(params, x), labels)
 
         variants[segment] = (
@@ -85,10 +82,7 @@ def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, 
             jax.jit(jax.grad(loss)),
         )
     timings = time_variants(
-        {
-            str(s): (lambda g=g, p=p: g(p, x, labels))
-            for s, (_, p, g) in variants.items()
-        },
+        {str(s): (lambda g=g, p=p: g(p, x, labels)) for s, (_, p, g) in variants.items()},
         repeats,
     )
     baseline = jax.tree_util.tree_leaves(variants[0][2](variants[0][1], x, labels))
@@ -98,10 +92,9 @@ def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, 
             {
                 "variant": f"segment {segment}" if segment else "no remat",
                 "segment": segment,
+                "remat": segment > 0,
                 "residual_bytes": residual_bytes(loss, params, x, labels)["total"],
-                "temp_bytes": compiled_memory(jax.grad(loss), params, x, labels)[
-                    "temp"
-                ],
+                "temp_bytes": compiled_memory(jax.grad(loss), params, x, labels)["temp"],
                 "grad_ms": timings[str(segment)].median_ms,
                 "max_rel_grad_diff": max_relative_difference(
                     jax.tree_util.tree_leaves(grad(params, x, labels)), baseline
@@ -110,11 +103,7 @@ def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, 
         )
     for row in rows:
         row["residual_ratio"] = row["residual_bytes"] / rows[0]["residual_bytes"]
-        row["temp_ratio"] = (
-            None
-            if row["temp_bytes"] is None
-            else row["temp_bytes"] / max(rows[0]["temp_bytes"], 1)
-        )
+        row["temp_ratio"] = None if row["temp_bytes"] is None else row["temp_bytes"] / max(rows[0]["temp_bytes"], 1)
         row["time_ratio"] = row["grad_ms"] / rows[0]["grad_ms"]
     return {
         "section": "remat",
@@ -126,6 +115,11 @@ def run(tiny: bool = False, repeats: int = 10, features: int = 64) -> dict[str, 
             "activation": "tanh",
         },
     }
+
+
+def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
+    """The section at its default sizes (``DEPTH``, ``WIDTH``, ``BATCH``, ``SEGMENTS``)."""
+    return measure(*(TINY if tiny else (DEPTH, WIDTH, BATCH, SEGMENTS)), repeats=repeats)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

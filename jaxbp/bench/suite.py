@@ -50,16 +50,10 @@ MLP_FWD_BWD_TARGET, MLP_MATMUL_FRACTION_TARGET = 3.0, 0.85
 
 def available_sections(names: Sequence[str] = SECTIONS) -> list[str]:
     """The sections whose module ``jaxbp.bench.<name>`` exists."""
-    return [
-        name
-        for name in names
-        if importlib.util.find_spec(f"jaxbp.bench.{name}") is not None
-    ]
+    return [name for name in names if importlib.util.find_spec(f"jaxbp.bench.{name}") is not None]
 
 
-def run_sections(
-    names: Sequence[str], tiny: bool = False, repeats: int = 10
-) -> dict[str, dict[str, Any]]:
+def run_sections(names: Sequence[str], tiny: bool = False, repeats: int = 10) -> dict[str, dict[str, Any]]:
     """``{name: result}`` for each section (``{"error": ...}`` where it raised; ``{"skipped": ...}``
     where its module does not exist); progress goes to stderr."""
     results: dict[str, dict[str, Any]] = {}
@@ -74,11 +68,7 @@ def run_sections(
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
-            result = dict(
-                importlib.import_module(f"jaxbp.bench.{name}").run(
-                    tiny=tiny, repeats=repeats
-                )
-            )
+            result = dict(importlib.import_module(f"jaxbp.bench.{name}").run(tiny=tiny, repeats=repeats))
         except Exception as error:  # noqa: BLE001 -- a failing section must not take the others down
             traceback.print_exc()
             result = {"section": name, "error": f"{type(error).__name__}: {error}"}
@@ -171,8 +161,7 @@ def report(results: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any])
         )
     if "slopes" in results.get("scaling", {}):
         lines.append(
-            "log-log slopes of step time: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in results["scaling"]["slopes"].items())
+            "log-log slopes of step time: " + ", ".join(f"{k} {v:.2f}" for k, v in results["scaling"]["slopes"].items())
         )
     lines += ["", "targets:"]
     lines += [
@@ -348,8 +337,6 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m jaxbp.bench`` with ``argv`` (default ``sys.argv[1:]``)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jaxbp.bench", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m jaxbp.bench", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
