@@ -25,14 +25,22 @@ from jaxbp.nn._contract import (
     tap_names,
     tap_shapes,
 )
+from jaxbp.nn._conv import conv1d, conv2d, conv_transpose2d
 from jaxbp.nn._dense import dense
 from jaxbp.nn._dropout import dropout
 from jaxbp.nn._embedding import embedding
 from jaxbp.nn._normalization import batch_norm, layer_norm
+from jaxbp.nn._pooling import avg_pool2d, global_avg_pool, max_pool2d
 from jaxbp.nn._recurrent import bidirectional, gru, lstm, rnn
 from jaxbp.nn._structural import flatten
 
 __all__ = [
+    "avg_pool2d",
+    "conv1d",
+    "conv2d",
+    "conv_transpose2d",
+    "global_avg_pool",
+    "max_pool2d",
     "rnn",
     "lstm",
     "gru",

@@ -67,27 +67,47 @@ def serial(*layers: Layer) -> Layer:
     return _combine(init, forward, layers, _concatenated_groups(layers))
 
 
-def residual(*layers: Layer) -> Layer:
-    """``y = x + f(x)`` with ``f = serial(*layers)``; the block must preserve the shape.
+def residual(*layers: Layer, projection: Layer | None = None) -> Layer:
+    """``y = x + f(x)`` with ``f = serial(*layers)``, or ``y = P(x) + f(x)`` with a ``projection``
+    layer ``P`` (a 1x1 ``nn.conv2d`` with the block's stride, or an ``nn.dense``) for blocks that
+    change the shape; params (and state) are ``(f's,)`` or ``(f's, P's)``.
 
-    Backward (the seeds' skip rule): ``dL/dx = dL/dy + (df/dx)^T dL/dy``.
+    Backward (the seeds' skip rule): ``dL/dx = dL/dy + (df/dx)^T dL/dy``, and with a projection
+    ``dL/dx = (dP/dx)^T dL/dy + (df/dx)^T dL/dy``.
     """
     block = serial(*layers)
+    children = [block] if projection is None else [block, projection]
+    if projection is not None and not isinstance(projection, Layer):
+        raise TypeError(f"residual: projection must be an nn.Layer (e.g. nn.conv2d(c, 1)), got {type(projection).__name__}")
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
-        params, shape = block.init(key, input_shape)
-        if tuple(shape) != tuple(input_shape):
+        # without a projection the block gets ``key`` itself (as before projections existed)
+        block_key, projection_key = (key, None) if projection is None else jax.random.split(key)
+        params, shape = block.init(block_key, input_shape)
+        if projection is None:
+            skip_shape, what = tuple(input_shape), "a skip connection needs equal input and output shapes"
+            all_params = (params,)
+        else:
+            projection_params, skip_shape = projection.init(projection_key, input_shape)
+            what = f"the projection maps it to {tuple(skip_shape)}"
+            all_params = (params, projection_params)
+        if tuple(shape) != tuple(skip_shape):
             raise ValueError(
-                f"residual: the block maps shape {tuple(input_shape)} to {tuple(shape)}; "
-                "a skip connection needs equal input and output shapes"
+                f"residual: the block maps shape {tuple(input_shape)} to {tuple(shape)}; {what}"
+                + ("" if projection is not None else " (pass projection= for a block that changes the shape)")
             )
-        return (params,), shape
+        return all_params, shape
 
     def forward(params: Params, x: Array, state: State, **kwargs: Any) -> tuple[Array, State]:
-        fx, block_state = block.forward(params[0], x, state[0] if state else (), **_child_kwargs(kwargs, 0))
-        return ops.add(x, fx), (block_state,) if block.stateful else ()
+        state = state or tuple(() for _ in children)
+        fx, block_state = block.forward(params[0], x, state[0], **_child_kwargs(kwargs, 0))
+        new_state = [block_state]
+        if projection is not None:
+            x, projection_state = projection.forward(params[1], x, state[1], **_child_kwargs(kwargs, 1))
+            new_state.append(projection_state)
+        return ops.add(x, fx), tuple(new_state) if any(child.stateful for child in children) else ()
 
-    return _combine(init, forward, [block], _concatenated_groups([block]))
+    return _combine(init, forward, children, _concatenated_groups(children))
 
 
 def _holds_only_arrays(value: Any) -> bool:
