@@ -111,7 +111,7 @@ UNARY_FOR_DTYPES = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "gel
 @pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
 @pytest.mark.parametrize("name", UNARY_FOR_DTYPES + ["dense", "mse", "softmax_cross_entropy_int", "binary_cross_entropy_with_logits"])
 def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
-    op, make_args, _ = OPS[name]
+    op, make_args = OPS[name].op, OPS[name].make_args
     with jax.enable_x64(True):
         args64 = make_args(7, (3, 4))
         out64, vjp64 = jax.vjp(lambda *a: op(*a), *args64)
@@ -133,7 +133,7 @@ def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
 
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_op_gradient_is_the_same_under_jit_vmap_and_checkpoint(name):
-    op, make_args, _ = OPS[name]
+    op, make_args = OPS[name].op, OPS[name].make_args
     with jax.enable_x64(True):
         batch = [make_args(seed, (3, 4)) for seed in (0, 4, 8)]  # dense: same output width
     narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
