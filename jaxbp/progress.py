@@ -1,22 +1,19 @@
-"""Training progress: a one-line bar on a terminal, plain lines elsewhere.
+"""Training progress: a tqdm bar on a terminal, plain lines elsewhere.
 
-On a TTY the current epoch is drawn as a bar that rewrites itself with ``\\r``
-(at most every ``refresh_seconds``) showing the running loss and throughput in
-examples per second; when the epoch ends the line is replaced by its summary.
-When the stream is not a TTY (a log file, CI, a pipe) only the per-epoch summary
-lines are written, so logs stay readable.
+On a TTY each epoch is drawn by :mod:`tqdm` (steps, running loss, examples per second)
+and closed by its summary line. When the stream is not a TTY (a log file, CI, a pipe)
+only the per-epoch summary lines are written, so logs stay readable.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-__all__ = ["Progress", "format_metrics"]
+from tqdm import tqdm
 
-_BAR_WIDTH = 24
+__all__ = ["Progress", "format_metrics"]
 
 
 def format_metrics(metrics: Mapping[str, Any]) -> str:
@@ -60,35 +57,32 @@ class Progress:
         isatty = getattr(self.stream, "isatty", None)
         self.interactive = bool(enabled and isatty is not None and isatty())
         self._epoch = 0
-        self._start = 0.0
-        self._last_draw = 0.0
+        self._bar: tqdm | None = None
 
     def start_epoch(self, epoch: int) -> None:
-        """Begin epoch ``epoch`` (0-based) and start its clock."""
+        """Begin epoch ``epoch`` (0-based): on a terminal, open its bar."""
         self._epoch = epoch
-        self._start = self._last_draw = time.perf_counter()
+        if self.interactive:
+            self._bar = tqdm(
+                total=self.steps_per_epoch, desc=self._prefix(), file=self.stream, mininterval=self.refresh_seconds,
+                leave=False, unit="step", dynamic_ncols=True,
+            )  # fmt: skip
 
     def update(self, step_in_epoch: int, examples: int, loss: float | None) -> None:
         """After ``step_in_epoch`` steps (and ``examples`` examples) of this epoch."""
-        if not self.interactive:
+        if self._bar is None:
             return
-        now = time.perf_counter()
-        if now - self._last_draw < self.refresh_seconds and step_in_epoch < self.steps_per_epoch:
-            return
-        self._last_draw = now
-        filled = _BAR_WIDTH * step_in_epoch // max(self.steps_per_epoch, 1)
-        bar = "#" * filled + "." * (_BAR_WIDTH - filled)
-        rate = examples / max(now - self._start, 1e-9)
-        loss_text = "" if loss is None else f"  loss {loss:.4g}"
-        self._write(f"\r{self._prefix()} [{bar}] {step_in_epoch}/{self.steps_per_epoch}{loss_text}  {rate:,.0f} ex/s\x1b[K")
+        self._bar.update(step_in_epoch - self._bar.n)
+        rate = examples / max(self._bar.format_dict["elapsed"], 1e-9)
+        self._bar.set_postfix_str(("" if loss is None else f"loss {loss:.4g}  ") + f"{rate:,.0f} ex/s", refresh=False)
 
     def end_epoch(self, metrics: Mapping[str, Any]) -> None:
-        """Write the summary line of the epoch just finished."""
-        if not self.enabled:
-            return
-        prefix = "\r" if self.interactive else ""
-        suffix = "\x1b[K\n" if self.interactive else "\n"
-        self._write(f"{prefix}{self._prefix()}  {format_metrics(metrics)}{suffix}")
+        """Close the epoch's bar and write its summary line."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        if self.enabled:
+            self._write(f"{self._prefix()}  {format_metrics(metrics)}\n")
 
     def message(self, text: str) -> None:
         """A free-standing line (resume notices, checkpoint paths)."""
@@ -100,5 +94,8 @@ class Progress:
         return f"epoch {self._epoch + 1:>{width}}/{self.num_epochs}"
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        if self._bar is not None:
+            self._bar.write(text.rstrip("\n"), file=self.stream)
+        else:
+            self.stream.write(text)
+            self.stream.flush()
