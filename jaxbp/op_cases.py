@@ -130,6 +130,48 @@ def _batch_norm_eval(params, x, mean, var):
     return ops.batch_norm(params, x, train=False, running=ops.BatchStatistics(mean, var))
 
 
+def attention_shape(rng: np.random.Generator) -> Shape:
+    """A shared ``(B, T, H, D)`` for attention's q (k and v get their own length from the seed):
+    T >= 2, since with a single key softmax is constant and dq = dk = 0 exactly."""
+    return (int(rng.integers(1, 3)), int(rng.integers(2, 6)), 2 * int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+
+
+def _attention_args(kv_heads_per_query: int):
+    """q ``(B, T, H, D)``; k, v ``(B, T', H / kv_heads_per_query, D)`` with T' in [2, 5] from the seed."""
+
+    def make(seed, shape):
+        batch, _, heads, dim = shape
+        kv_shape = (batch, 2 + seed % 4, heads // kv_heads_per_query, dim)
+        return normal(seed, shape), normal(seed + 1, kv_shape), normal(seed + 2, kv_shape)
+
+    return make
+
+
+def recurrent_shape(rng: np.random.Generator) -> Shape:
+    """``(B, T, F, H)`` for a recurrent cell: x is ``(B, T, F)``, the hidden size H."""
+    return (int(rng.integers(1, 4)), int(rng.choice([1, 2, 7])), int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+
+
+def _recurrent_args(num_gates: int, biases: tuple[str, ...], lstm_state: bool = False):
+    """params, x ``(B, T, F)``, the initial state and random lengths in [0, T]."""
+
+    def make(seed, shape):
+        batch, time, features, hidden = shape
+        params = {"w_ih": normal(seed, (features, num_gates * hidden), 0.7), "w_hh": normal(seed + 1, (hidden, num_gates * hidden), 0.7)}
+        params.update({name: normal(seed + 2 + i, (num_gates * hidden,), 0.5) for i, name in enumerate(biases)})
+        h0 = normal(seed + 5, (batch, hidden))
+        state = (h0, normal(seed + 6, (batch, hidden))) if lstm_state else h0
+        lengths = jax.random.randint(jax.random.key(seed + 7), (batch,), 0, time + 1)
+        return params, normal(seed + 4, (batch, time, features)), state, lengths
+
+    return make
+
+
+def _embedding_args(seed, shape):
+    ids = jax.random.randint(jax.random.key(seed), shape[:-1], 0, 1 + seed % 5)
+    return {"w": normal(seed + 1, (1 + seed % 5, shape[-1]))}, ids
+
+
 CASES: dict[str, OpCase] = {
     "sigmoid": OpCase(ops.sigmoid, _unary()),
     "tanh": OpCase(ops.tanh, _unary()),
@@ -152,6 +194,16 @@ CASES: dict[str, OpCase] = {
     "batch_norm_eval": OpCase(_batch_norm_eval, _batch_norm_eval_args, min_rank=2),
     "layer_norm": OpCase(ops.layer_norm, _layer_norm_args),
     "dropout": OpCase(lambda x, key: ops.dropout(x, key, 0.3, train=True), lambda seed, shape: (normal(seed, shape), jax.random.key(seed))),
+    "attention": OpCase(lambda q, k, v: ops.attention(q, k, v, block_size=2), _attention_args(1), sample_shape=attention_shape),
+    "attention_causal_grouped": OpCase(
+        lambda q, k, v: ops.attention(q, k, v, causal=True, block_size=3), _attention_args(2), sample_shape=attention_shape
+    ),
+    "rnn": OpCase(lambda p, x, h, n: ops.rnn(p, x, h), _recurrent_args(1, ("b",)), sample_shape=recurrent_shape),
+    "lstm_lengths": OpCase(
+        lambda p, x, s, n: ops.lstm(p, x, s, lengths=n), _recurrent_args(4, ("b",), True), sample_shape=recurrent_shape
+    ),
+    "gru": OpCase(lambda p, x, h, n: ops.gru(p, x, h), _recurrent_args(3, ("b_ih", "b_hh")), sample_shape=recurrent_shape),
+    "embedding": OpCase(ops.embedding, _embedding_args, min_rank=2),
 }
 
 
