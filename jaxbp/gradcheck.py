@@ -13,7 +13,11 @@ over the leaf). Rules of thumb in float64: < 1e-7 excellent, > 1e-4 a bug.
 
 Everything runs in float64, which JAX disables by default: wrap the call in
 ``with jax.enable_x64(True):`` (float inputs are then promoted to float64).
-Custom VJPs are reverse-mode only, so this module never uses forward mode.
+
+Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` *of an op* raise. Every
+form that differentiates a reverse-mode result works, to any order, through the
+hand-written rules: ``jax.grad(jax.grad(f))``, ``jax.hessian``, ``jax.jacrev`` and
+forward-over-reverse ``jax.jvp(jax.grad(f), ...)``, which :func:`hvp` wraps.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "assert_fully_manual",
     "check_gradients",
     "find_non_manual",
+    "hvp",
     "numerical_gradient",
     "relative_error",
     "strip_custom_vjps",
@@ -107,7 +112,9 @@ def numerical_gradient(
                 raise ValueError(f"numerical_gradient: f must return a scalar, got shape {jnp.shape(value)}")
             return value
 
-        difference = jax.jit(jax.vmap(lambda step: (f_of_flat(flat + step) - f_of_flat(flat - step)) / (2 * eps)))
+        difference = jax.jit(
+            jax.vmap(lambda step, flat=flat: (f_of_flat(flat + step) - f_of_flat(flat - step)) / (2 * eps))
+        )
         size = flat.size
         parts = [
             difference(eps * np.eye(size, dtype=flat.dtype)[start : start + chunk_size])
@@ -115,6 +122,29 @@ def numerical_gradient(
         ]
         grads.append(unravel(jnp.concatenate(parts) if parts else flat))
     return grads[0] if isinstance(argnums, int) else tuple(grads)
+
+
+def hvp(f: Callable[..., Any], x: Any, v: Any, *args: Any) -> Any:
+    """Hessian-vector product ``H v`` of a scalar ``f(x, *args)`` at ``x`` (pytrees).
+
+    Forward-over-reverse: ``jax.jvp(jax.grad(f), (x,), (v,))``. The outer ``jvp``
+    differentiates the *backward pass* (plain JAX code), so it works through
+    hand-written rules where ``jax.jvp(f)`` itself raises. Costs about one gradient.
+    """
+    return jax.jvp(lambda point: jax.grad(f)(point, *args), (x,), (v,))[1]
+
+
+_REVERSE_MODES = ("rev", "reverse")
+
+
+def _require_reverse_mode(modes: Sequence[str]) -> None:
+    forward = [mode for mode in modes if mode not in _REVERSE_MODES]
+    if forward:
+        raise ValueError(
+            f"check_gradients: reverse mode only (modes {tuple(modes)}): hand-written custom_vjp rules have no "
+            "forward-mode rule, so jax.jvp/jax.jacfwd of an op raise. Use modes=('rev',); for "
+            "Jacobian-vector products of a gradient use jaxbp.gradcheck.hvp or jax.jvp(jax.grad(f), ...)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,6 +223,7 @@ def check_gradients(
     numerical: bool = True,
     eps: float = 1e-6,
     seed: int = 0,
+    modes: Sequence[str] = ("rev",),
 ) -> GradientReport:
     """Compare ``f``'s VJP with ``jax.grad`` through the reference and with finite differences.
 
@@ -206,14 +237,16 @@ def check_gradients(
         passes per input element; turn off for large inputs).
       eps: the finite-difference step.
       seed: seeds the random (standard normal) output cotangent.
+      modes: ``("rev",)``, the only mode custom VJPs have (as in
+        ``jax.test_util.check_grads``); asking for ``"fwd"`` is an error that says
+        what to use instead.
     Returns:
       a :class:`GradientReport`; call ``.assert_ok()`` to enforce thresholds.
     """
+    _require_reverse_mode((modes,) if isinstance(modes, str) else tuple(modes))
     _require_x64("check_gradients")
     args = _to_float64(args)
-    positions = (
-        tuple(i for i, a in enumerate(args) if _is_float_tree(a)) if argnums is None else _as_tuple(argnums)
-    )
+    positions = tuple(i for i, a in enumerate(args) if _is_float_tree(a)) if argnums is None else _as_tuple(argnums)
     if not positions:
         raise ValueError("check_gradients: no floating-point argument to differentiate")
     reference = strip_custom_vjps(f) if reference is None else reference
@@ -230,7 +263,9 @@ def check_gradients(
     selected = tuple(args[i] for i in positions)
     out_leaves, out_tree = jax.tree_util.tree_flatten(jax.eval_shape(restricted(f), *selected))
     rng = np.random.default_rng(seed)
-    cotangent = jax.tree_util.tree_unflatten(out_tree, [rng.standard_normal(x.shape).astype(x.dtype) for x in out_leaves])
+    cotangent = jax.tree_util.tree_unflatten(
+        out_tree, [rng.standard_normal(x.shape).astype(x.dtype) for x in out_leaves]
+    )
 
     @jax.jit  # one compilation instead of one per primitive: these checks run thousands of times in tests
     def vjps(selected, cotangent):
@@ -243,7 +278,9 @@ def check_gradients(
 
         def projected(*selected_args):
             value = restricted(f)(*selected_args)
-            return sum(jnp.vdot(c, v) for c, v in zip(jax.tree_util.tree_leaves(cotangent), jax.tree_util.tree_leaves(value)))
+            return sum(
+                jnp.vdot(c, v) for c, v in zip(jax.tree_util.tree_leaves(cotangent), jax.tree_util.tree_leaves(value))
+            )
 
         finite = numerical_gradient(projected, *selected, argnums=tuple(range(len(selected))), eps=eps)
     rows = []

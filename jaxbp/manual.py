@@ -21,7 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax._src import source_info_util
+from jax.extend import source_info_util  # the public module (jax.extend); checked with JAX 0.10.2
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 _CUSTOM_VJP = "custom_vjp_call"
@@ -73,7 +73,9 @@ def _eval_stripped(jaxpr: Jaxpr, consts: Sequence, *args: Any) -> list:
 def _strip_param(value: Any) -> Any:
     """Rewrite closed sub-jaxprs (scan/cond/while bodies) without custom VJPs."""
     if isinstance(value, ClosedJaxpr):
-        avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in value.jaxpr.invars]
+        avals = [
+            jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in value.jaxpr.invars
+        ]
         return jax.make_jaxpr(lambda *a: _eval_stripped(value.jaxpr, value.consts, *a))(*avals)
     if isinstance(value, tuple) and value and all(isinstance(v, ClosedJaxpr) for v in value):
         return tuple(_strip_param(v) for v in value)

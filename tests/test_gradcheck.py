@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pathlib
+
+import chex
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -36,7 +40,9 @@ wrong_cube = define_op(_cube, _cube_fwd, _cube_wrong_bwd)
 
 def test_numerical_gradient_of_known_functions(x64):
     x = jnp.array([0.3, -1.2, 2.0])
-    np.testing.assert_allclose(numerical_gradient(lambda x: jnp.sum(jnp.sin(x)), x), np.cos([0.3, -1.2, 2.0]), rtol=1e-9)
+    np.testing.assert_allclose(
+        numerical_gradient(lambda x: jnp.sum(jnp.sin(x)), x), np.cos([0.3, -1.2, 2.0]), rtol=1e-9
+    )
     tree = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(3.0)}
     grad = numerical_gradient(lambda t: t["a"][0] * t["a"][1] * t["b"], tree)
     np.testing.assert_allclose(grad["a"], [6.0, 3.0], rtol=1e-9)
@@ -44,7 +50,7 @@ def test_numerical_gradient_of_known_functions(x64):
 
 
 def test_numerical_gradient_multiple_argnums_and_chunking(x64):
-    f = lambda x, y: jnp.sum(x * y**2)  # noqa: E731
+    f = lambda x, y: jnp.sum(x * y**2)
     x, y = jnp.arange(1.0, 6.0), jnp.arange(2.0, 7.0)
     gx, gy = numerical_gradient(f, x, y, argnums=(0, 1), chunk_size=2)
     np.testing.assert_allclose(gx, y**2, rtol=1e-7)  # central differences: O(eps^2) + rounding/eps
@@ -52,12 +58,10 @@ def test_numerical_gradient_multiple_argnums_and_chunking(x64):
 
 
 def test_numerical_gradient_requires_float64_and_scalar_output():
-    with jax.enable_x64(False):
-        with pytest.raises(RuntimeError, match="numerical_gradient needs float64"):
-            numerical_gradient(jnp.sum, jnp.ones(2))
-    with jax.enable_x64(True):
-        with pytest.raises(ValueError, match="f must return a scalar"):
-            numerical_gradient(lambda x: x, jnp.ones(2))
+    with jax.enable_x64(False), pytest.raises(RuntimeError, match="numerical_gradient needs float64"):
+        numerical_gradient(jnp.sum, jnp.ones(2))
+    with jax.enable_x64(True), pytest.raises(ValueError, match="f must return a scalar"):
+        numerical_gradient(lambda x: x, jnp.ones(2))
 
 
 def test_relative_error_definition():
@@ -98,14 +102,13 @@ def test_check_gradients_skips_integer_arguments_and_honours_argnums(x64):
 
 
 def test_check_gradients_requires_float64():
-    with jax.enable_x64(False):
-        with pytest.raises(RuntimeError, match="jax.enable_x64"):
-            check_gradients(ops.tanh, jnp.ones(2))
+    with jax.enable_x64(False), pytest.raises(RuntimeError, match="jax.enable_x64"):
+        check_gradients(ops.tanh, jnp.ones(2))
 
 
 def test_strip_custom_vjps_recovers_the_reference_gradient(x64):
     x = jnp.array([0.5, -1.0, 2.0])
-    f = lambda x: jnp.sum(wrong_cube(x))  # noqa: E731
+    f = lambda x: jnp.sum(wrong_cube(x))
     np.testing.assert_allclose(jax.grad(f)(x), 2 * x**2)  # the wrong manual rule
     np.testing.assert_allclose(jax.grad(strip_custom_vjps(f))(x), 3 * x**2)  # autodiff through x**3
 
@@ -127,10 +130,14 @@ def test_strip_custom_vjps_inside_jit_scan_and_cond(x64):
 def test_assert_fully_manual_passes_on_an_nn_network_and_loss():
     network = models.mlp([8, 8, 3], "gelu", residual_blocks=True)
     params, _ = network.init(jax.random.key(0), (2, 4))
-    loss = lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), jnp.array([0, 2]))  # noqa: E731
+    loss = lambda p, x: ops.softmax_cross_entropy(network.apply(p, x), jnp.array([0, 2]))
     assert_fully_manual(loss, params, jnp.ones((2, 4)))
     assert_fully_manual(jax.jit(loss), params, jnp.ones((2, 4)))
-    assert_fully_manual(lambda p, x: ops.softmax_cross_entropy(nn.checkpoint(network).apply(p, x), jnp.array([0, 2])), params, jnp.ones((2, 4)))
+    assert_fully_manual(
+        lambda p, x: ops.softmax_cross_entropy(nn.checkpoint(network).apply(p, x), jnp.array([0, 2])),
+        params,
+        jnp.ones((2, 4)),
+    )
 
 
 def test_assert_fully_manual_names_a_raw_primitive_and_where_it_came_from():
@@ -163,7 +170,9 @@ def test_find_non_manual_ignores_non_differentiable_paths():
     assert find_non_manual(branchy, params, jnp.ones((4, 3))) == []
     # only arguments in argnums count as differentiated
     assert find_non_manual(lambda p, x: ops.dense(p, jnp.exp(x)), params, jnp.ones((4, 3)), argnums=0) == []
-    assert [f.primitive for f in find_non_manual(lambda p, x: ops.dense(p, jnp.exp(x)), params, jnp.ones((4, 3)))] == ["exp"]
+    assert [f.primitive for f in find_non_manual(lambda p, x: ops.dense(p, jnp.exp(x)), params, jnp.ones((4, 3)))] == [
+        "exp"
+    ]
 
 
 def test_find_non_manual_recurses_into_scan_bodies():
@@ -178,3 +187,43 @@ def test_find_non_manual_recurses_into_scan_bodies():
 
     found = find_non_manual(rnn, w, jnp.ones((3, 1, 2)))
     assert [(f.primitive, f.context) for f in found] == [("tanh", "scan")]
+
+
+# ------------------------------------------------------------- forward mode, hvp
+
+
+def test_check_gradients_asked_for_forward_mode_says_reverse_only_and_what_to_use(x64):
+    with pytest.raises(
+        ValueError, match=r"check_gradients: reverse mode only \(modes \('fwd',\)\).*jaxbp.gradcheck.hvp"
+    ):
+        check_gradients(ops.tanh, jnp.ones(3), modes=("fwd",))
+    with pytest.raises(ValueError, match="reverse mode only"):
+        check_gradients(ops.tanh, jnp.ones(3), modes=("fwd", "rev"))
+    check_gradients(ops.tanh, jnp.ones(3), modes=("rev",)).assert_ok()
+
+
+def test_hvp_through_hand_written_rules_equals_the_reference_hessian(x64):
+    """Forward-over-reverse through custom VJPs, where jax.jvp of the op itself raises."""
+    from jaxbp.gradcheck import hvp
+
+    def loss(params, x, labels):
+        return ops.softmax_cross_entropy(ops.dense(params, ops.tanh(ops.dense(params, x))), labels)
+
+    key_w, key_b, key_x, key_v = jax.random.split(jax.random.key(0), 4)
+    params = {"w": jax.random.normal(key_w, (3, 3)), "b": jax.random.normal(key_b, (3,))}
+    x, labels = jax.random.normal(key_x, (4, 3)), jnp.array([0, 2, 1, 0])
+    v = jax.tree_util.tree_map(lambda p: jax.random.normal(key_v, p.shape), params)
+    got = hvp(loss, params, v, x, labels)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    hessian = jax.hessian(lambda f: strip_custom_vjps(loss)(unravel(f), x, labels))(flat)
+    expected = unravel(hessian @ jax.flatten_util.ravel_pytree(v)[0])
+    chex.assert_trees_all_close(got, expected, rtol=1e-10, atol=1e-12)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda p: loss(p, x, labels), (params,), (v,))
+
+
+def test_manual_uses_no_private_jax_module():
+    import jaxbp.manual
+
+    source = pathlib.Path(jaxbp.manual.__file__).read_text()
+    assert "jax._src" not in source
