@@ -17,7 +17,12 @@ from jaxbp.models._registry import (
 from jaxbp.models.perceptron import mlp
 
 # Modules that register builders when imported (one per family); loaded on first lookup.
-MODEL_MODULES: tuple[str, ...] = ("jaxbp.models.perceptron", "jaxbp.models.transformer", "jaxbp.models.recurrent")
+MODEL_MODULES: tuple[str, ...] = (
+    "jaxbp.models.perceptron",
+    "jaxbp.models.transformer",
+    "jaxbp.models.recurrent",
+    "jaxbp.models.cnn",
+)
 
 __all__ = [
     "LAYOUTS",
