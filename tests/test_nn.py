@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -115,8 +116,7 @@ def test_checkpoint_layer_gives_identical_values_and_gradients():
     params, _ = network.init(jax.random.key(0), (8, 5))
     x = jax.random.normal(jax.random.key(1), (8, 5))
     loss = lambda net: lambda p: ops.softmax_cross_entropy(net.apply(p, x), jnp.arange(8) % 4)  # noqa: E731
-    for a, b in zip(jax.tree_util.tree_leaves(jax.grad(loss(network))(params)), jax.tree_util.tree_leaves(jax.grad(loss(rematerialised))(params))):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(jax.grad(loss(network))(params), jax.grad(loss(rematerialised))(params))
 
 
 def test_checkpoint_layer_keeps_python_kwargs_static():

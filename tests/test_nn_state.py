@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import pathlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -209,8 +210,7 @@ def test_checkpointed_stateful_layer_matches():
     (value, new_state), grads = jax.jit(jax.value_and_grad(lambda p: loss(net, p), has_aux=True))(params)
     (value_r, new_state_r), grads_r = jax.jit(jax.value_and_grad(lambda p: loss(remat, p), has_aux=True))(params)
     np.testing.assert_allclose(value_r, value, rtol=1e-6)
-    for a, b in zip(jax.tree_util.tree_leaves((new_state_r, grads_r)), jax.tree_util.tree_leaves((new_state, grads))):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close((new_state_r, grads_r), (new_state, grads), rtol=1e-5, atol=1e-6)
 
 
 # -------------------------------------------------------------------------- mlp

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,27 +133,31 @@ def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
 # ---------------------------------------------------------- jit / vmap / checkpoint
 
 
-@pytest.mark.parametrize("name", sorted(OPS))
-def test_op_gradient_is_the_same_under_jit_vmap_and_checkpoint(name):
-    op, make_args = OPS[name].op, OPS[name].make_args
-    with jax.enable_x64(True):
-        batch = [make_args(seed, (3, 4)) for seed in (0, 4, 8)]  # dense: same output width
-    narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
-    batch = jax.tree_util.tree_map(lambda x: x.astype(narrow[x.dtype]) if x.dtype in narrow else x, batch)
-    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
+class OpUnderTransformsTest(chex.TestCase):
+    """Each op's gradient is the same with and without jit (chex variants), under vmap and
+    under jax.checkpoint, as the plain eager gradient."""
 
-    def scalar(*args):
-        return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(op(*args)))
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters((name, name) for name in sorted(OPS))
+    def test_gradient_same_under_jit_vmap_and_checkpoint(self, name):
+        case = OPS[name]
+        with jax.enable_x64(True):
+            shape = case.draw_shape(np.random.default_rng(0))
+            batch = [case.make_args(seed, shape) for seed in (0, 20, 40)]  # builders vary some widths with seed % 4, % 5
+        narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
+        batch = jax.tree_util.tree_map(lambda x: x.astype(narrow[x.dtype]) if x.dtype in narrow else x, batch)
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
 
-    grad = jax.grad(scalar)
-    eager = [grad(*args) for args in batch]
-    jitted = [jax.jit(grad)(*args) for args in batch]
-    remat = [jax.grad(jax.checkpoint(scalar))(*args) for args in batch]
-    vmapped = jax.vmap(grad)(*stacked)
-    for i in range(3):
-        for variant in (jitted[i], remat[i], jax.tree_util.tree_map(lambda v: v[i], vmapped)):
-            for a, b in zip(jax.tree_util.tree_leaves(variant), jax.tree_util.tree_leaves(eager[i])):
-                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        def scalar(*args):
+            return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(case.op(*args)))
+
+        eager = [jax.grad(scalar)(*args) for args in batch]
+        variant = [self.variant(jax.grad(scalar))(*args) for args in batch]
+        remat = [self.variant(jax.grad(jax.checkpoint(scalar)))(*args) for args in batch]
+        vmapped = self.variant(jax.vmap(jax.grad(scalar)))(*stacked)
+        for i in range(3):
+            for got in (variant[i], remat[i], jax.tree_util.tree_map(lambda v, i=i: v[i], vmapped)):
+                chex.assert_trees_all_close(got, eager[i], rtol=1e-5, atol=1e-6)
 
 
 def test_static_hyper_parameters_are_not_traced():

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,8 +62,7 @@ def test_loss_and_grads_come_from_the_manual_vjps_and_match_the_reference():
     loss = lambda p: ops.softmax_cross_entropy(model.apply(p, batch[0]), batch[1])  # noqa: E731
     assert_fully_manual(loss, params)  # every differentiable primitive is inside a custom VJP
     reference = jax.jit(jax.grad(strip_custom_vjps(loss)))(params)
-    for got, want in zip(jax.tree_util.tree_leaves(result.grads), jax.tree_util.tree_leaves(reference)):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(result.grads, reference, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.loss, jax.jit(loss)(params), rtol=1e-6)
 
 
