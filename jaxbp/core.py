@@ -54,7 +54,7 @@ def define_op(
     """
     op = jax.custom_vjp(primal, nondiff_argnums=tuple(nondiff_argnums))
     op.defvjp(fwd, bwd)
-    op.__name__ = getattr(primal, "__name__", "op")
+    op.__name__ = getattr(primal, "__name__", "op")  # type: ignore[attr-defined]
     op.__doc__ = primal.__doc__
     return op
 

@@ -44,7 +44,7 @@ def variance_scaling(scale: float, mode: str = "fan_in", distribution: str = "no
         raise ValueError(f'variance_scaling: mode must be "fan_in", "fan_out" or "fan_avg", got {mode!r}')
     if distribution not in ("normal", "truncated_normal", "uniform"):
         raise ValueError(f'variance_scaling: distribution must be "normal", "truncated_normal" or "uniform", got {distribution!r}')
-    return initializers.variance_scaling(scale, mode, distribution)
+    return initializers.variance_scaling(scale, mode, distribution)  # type: ignore[arg-type]  # checked above
 
 
 def glorot_uniform() -> Initializer:

@@ -161,8 +161,8 @@ def train_xor(num_samples: int = 100, epochs: int = 1000, lr: float = 0.5, seed:
     The loss is ``binary_cross_entropy_with_logits`` on the network's output, whose
     hand-written backward is the seed's "lucky cancellation" ``y_hat - y``.
     """
-    x, y = data.xor(num_samples, seed=seed)
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    x_np, y_np = data.xor(num_samples, seed=seed)
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np)
     network = xor_network()
     params, _ = network.init(jax.random.key(seed), x.shape)
 

@@ -82,8 +82,9 @@ def residual(*layers: Layer, projection: Layer | None = None) -> Layer:
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
         # without a projection the block gets ``key`` itself (as before projections existed)
-        block_key, projection_key = (key, None) if projection is None else jax.random.split(key)
+        block_key, projection_key = (key, key) if projection is None else jax.random.split(key)
         params, shape = block.init(block_key, input_shape)
+        all_params: tuple[Params, ...]
         if projection is None:
             skip_shape, what = tuple(input_shape), "a skip connection needs equal input and output shapes"
             all_params = (params,)

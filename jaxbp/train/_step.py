@@ -68,6 +68,7 @@ class LossAndGrads(NamedTuple):
 def _as_key(key: int | Array) -> Array:
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
         return jax.random.key(int(key))
+    assert isinstance(key, jax.Array), f"init_train_state: key must be an int or a PRNG key, got {key!r}"
     return key
 
 
