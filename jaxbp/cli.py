@@ -210,9 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``jaxbp`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run ``jaxbp`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    A :class:`jaxbp.checkpoint.CheckpointError` from any command (a locked, corrupt or
+    unwritable checkpoint directory) is one line on stderr and exit code 1, never a traceback.
+    """
+    from jaxbp.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except CheckpointError as error:
+        print(f"jaxbp {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import jax
@@ -146,3 +147,77 @@ def test_raw_key_of_the_wrong_shape_names_dropout(shape):
         ops.dropout(jnp.ones(4), jnp.zeros(shape, jnp.uint32), 0.5, train=True)
     with pytest.raises(TypeError, match="dropout: key must be a PRNG key"):
         ops.dropout(jnp.ones(4), jax.random.split(jax.random.key(0), 2), 0.5, train=True)
+
+
+# ------------------------------------------------------------------------ fit and the CLI
+
+
+def _tiny_run(n: int = 64, scale: float = 1.0, labels=None, activation: str = "tanh"):
+    from jaxbp import models, train
+
+    kx, ky = jax.random.split(jax.random.key(0))
+    x = scale * jax.random.normal(kx, (n, 6))
+    y = jax.random.randint(ky, (n,), 0, 3) if labels is None else labels
+    model = models.build_model("mlp", num_outputs=3, depth=1, width=8, activation=activation)
+    return train, model, (np.asarray(x), np.asarray(y))
+
+
+def test_fit_checks_every_label_of_the_data_set_before_the_first_step():
+    labels = np.zeros(64, np.int32)
+    labels[50] = 3
+    train, model, data = _tiny_run(labels=labels)
+    steps = []
+    with pytest.raises(ValueError, match=r"fit: 1 of 64 labels are out of range for 3 classes .* at example 50"):
+        train.fit(model, data, train.TrainConfig(epochs=1, batch_size=16), progress=False, on_step=steps.append)
+    assert steps == []
+
+
+def test_fit_names_the_input_when_inputs_overflow():
+    train, model, data = _tiny_run(scale=1e38, activation="relu")
+    with pytest.raises(train.NonFiniteError, match="input batch is the culprit") as caught:
+        train.fit(model, data, train.TrainConfig(epochs=1, batch_size=16), progress=False)
+    assert caught.value.layer == "input"
+
+
+def test_fit_warns_once_when_the_loss_diverges_but_stays_finite():
+    train, model, data = _tiny_run(n=128)
+    config = train.TrainConfig(epochs=3, batch_size=16, learning_rate=1e6, optimizer="adam")
+    with pytest.warns(
+        RuntimeWarning, match=r"fit: the loss is diverging: .* at step \d+ .* lower learning rate"
+    ) as record:
+        try:
+            train.fit(model, data, config, progress=False)
+        except train.NonFiniteError:
+            pass  # the guard may stop it later; the warning must come first
+    assert len([w for w in record if "diverging" in str(w.message)]) == 1
+
+
+def test_second_fit_on_a_locked_directory_is_refused_naming_the_holder(tmp_path):
+    from jaxbp.checkpoint import CheckpointError, lock_directory
+
+    train, model, data = _tiny_run()
+    with (
+        lock_directory(tmp_path),
+        pytest.raises(CheckpointError, match=rf"in use by another run \(pid {os.getpid()}\)"),
+    ):
+        train.fit(model, data, train.TrainConfig(epochs=1, batch_size=16), checkpoint_dir=tmp_path, progress=False)
+
+
+def test_resume_on_an_empty_directory_says_so_in_one_line(tmp_path, capsys):
+    train, model, data = _tiny_run()
+    train.fit(
+        model, data, train.TrainConfig(epochs=1, batch_size=32), checkpoint_dir=tmp_path, resume=True, progress=False
+    )
+    lines = [line for line in capsys.readouterr().err.splitlines() if "resume" in line]
+    assert len(lines) == 1 and "no checkpoint in" in lines[0] and "starting a new run" in lines[0]
+
+
+def test_cli_turns_a_checkpoint_error_into_one_line_and_exit_1(tmp_path, capsys):
+    from jaxbp import cli
+    from jaxbp.checkpoint import lock_directory
+
+    with lock_directory(tmp_path):
+        code = cli.main(["train", "--model", "mlp", "--data", "digits", "--epochs", "1", "--samples", "64",
+                         "--checkpoint-dir", str(tmp_path), "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "in use by another run" in err[0] and "Traceback" not in err[0]

@@ -221,7 +221,7 @@ def test_crash_between_write_and_rename_leaves_the_last_checkpoint_intact(small_
     with pytest.raises(OSError, match="simulated crash"):
         train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
     monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000008.npz"]  # no half-written file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "ckpt_00000008.npz"]  # no half-written file
     resumed = train.fit(model, train_data, config, checkpoint_dir=tmp_path, resume=True, progress=False)
     fresh = train.fit(model, train_data, config, progress=False)
     assert _leaves_equal(resumed.state, fresh.state)

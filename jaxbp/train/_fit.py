@@ -27,9 +27,11 @@ lives in the optimizer state that ``optax.MultiSteps`` resets itself.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -40,10 +42,18 @@ import numpy as np
 import optax
 
 from jaxbp import nn
-from jaxbp.checkpoint import CheckpointError, latest_checkpoint, restore_checkpoint, save_checkpoint
+from jaxbp.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    latest_valid_checkpoint,
+    lock_directory,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from jaxbp.data import batches, num_batches
 from jaxbp.precision import Policy, get_policy
 from jaxbp.progress import Progress
+from jaxbp.train._checks import DivergenceMonitor, check_labels, name_overflowing_input
 from jaxbp.train._guard import NonFiniteError, non_finite_error
 from jaxbp.train._objectives import Objective, get_objective, make_optimizer
 from jaxbp.train._parallel import (
@@ -119,28 +129,33 @@ class _EpochLog:
     never waits for the device between steps; raises on a non-finite step."""
 
     def __init__(
-        self, batch_size: int, reporter: Progress, error: Callable[[int, StepMetrics], NonFiniteError]
+        self,
+        batch_size: int,
+        reporter: Progress,
+        error: Callable[[int, StepMetrics], NonFiniteError],
+        divergence: DivergenceMonitor,
     ) -> None:
-        self.batch_size, self.reporter, self.error = batch_size, reporter, error
+        self.batch_size, self.reporter, self.error, self.divergence = batch_size, reporter, error, divergence
         self.losses: list[float] = []
         self.grad_norms: list[float] = []
         self.skipped = 0
-        self._pending: tuple[int, StepMetrics] | None = None
+        self._pending: tuple[int, StepMetrics, Any] | None = None
 
-    def add(self, step: int, metrics: StepMetrics) -> None:
-        """Queue step ``step``'s metrics and check the previous step's."""
+    def add(self, step: int, metrics: StepMetrics, inputs: Any) -> None:
+        """Queue step ``step``'s metrics (and its inputs, to name them if they overflow); check the previous step's."""
         self.flush()
-        self._pending = (step, metrics)
+        self._pending = (step, metrics, inputs)
 
     def flush(self) -> None:
         """Check the queued step, if any."""
         if self._pending is None:
             return
-        step, metrics = self._pending
+        step, metrics, inputs = self._pending
         self._pending = None
         metrics = jax.device_get(metrics)
         if not metrics.ok:
-            raise self.error(step, metrics)
+            raise name_overflowing_input(self.error(step, metrics), inputs)
+        self.divergence.check(step, float(metrics.loss))
         self.losses.append(float(metrics.loss))
         self.grad_norms.append(float(metrics.grad_norm))
         self.skipped += int(metrics.skipped)
@@ -236,9 +251,30 @@ def fit(
         progress if isinstance(progress, Progress) else Progress(config.epochs, steps_per_epoch, enabled=progress)
     )
 
+    example = jax.ShapeDtypeStruct(input_shape, np.asarray(x_train[:1]).dtype)
+    outputs = jax.eval_shape(lambda p, x: model.forward(p, x, state.model_state, train=False)[0], state.params, example)
+    check_labels(objective.name, y_train, outputs.shape[-1])
+    run_lock = lock_directory(checkpoint_dir) if checkpoint_dir is not None else contextlib.nullcontext()
+    with run_lock:
+        return _train(
+            model, train_data, config, state, tx, reporter, steps_per_epoch, example, test_data=test_data,
+            checkpoint_dir=checkpoint_dir, resume=resume, keep_checkpoints=keep_checkpoints,
+            checkpoint_every=checkpoint_every, run_info=run_info, on_step=on_step, parallel=parallel,
+        )  # fmt: skip
+
+
+def _train(model, train_data, config, state, tx, reporter, steps_per_epoch, example, *, test_data, checkpoint_dir,
+           resume, keep_checkpoints, checkpoint_every, run_info, on_step, parallel) -> FitResult:  # fmt: skip
+    """The body of :func:`fit`, run while the checkpoint directory is locked."""
+    x_train, y_train = train_data
+    policy, objective = config.policy, config.objective
     history: list[dict[str, Any]] = []
     start_epoch = 0
     last_checkpoint = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if resume and last_checkpoint is None:
+        print(f"fit: --resume: no checkpoint in {str(checkpoint_dir)!r}; starting a new run", file=sys.stderr)
+    if last_checkpoint is not None and resume:
+        last_checkpoint = latest_valid_checkpoint(checkpoint_dir)
     if last_checkpoint is not None and not resume:
         raise CheckpointError(
             f"checkpoint directory {str(checkpoint_dir)!r} already holds {last_checkpoint.name}; pass resume=True (--resume) to continue that run, or use an empty directory"
@@ -250,7 +286,6 @@ def fit(
         reporter.message(f"resumed from {last_checkpoint} (epoch {start_epoch}, step {int(state.step)})")
 
     leaf_paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]]
-    example = jax.ShapeDtypeStruct(input_shape, np.asarray(x_train[:1]).dtype)
     tap_names = nn.tap_names(model, state.params, example, state.model_state, train=True, key=jax.random.key(0))
     train_step = parallel_train_step(
         make_train_step(model, tx, loss=objective, precision=policy, record_activations=bool(tap_names)), parallel
@@ -264,13 +299,14 @@ def fit(
         )
         reporter.message(f"compiled the train step in {time.perf_counter() - compile_start:.2f}s")
     shuffle_key = jax.random.fold_in(state.key, SHUFFLE)
+    divergence = DivergenceMonitor(baseline=history[0]["train_loss"] if history else None)
 
     for epoch in range(start_epoch, config.epochs):
         reporter.start_epoch(epoch)
         error = functools.partial(
             non_finite_error, epoch=epoch, tap_names=tap_names, leaf_paths=leaf_paths, last_checkpoint=last_checkpoint
         )
-        log = _EpochLog(config.batch_size, reporter, error)
+        log = _EpochLog(config.batch_size, reporter, error, divergence)
         epoch_key = jax.random.fold_in(shuffle_key, epoch)
         epoch_batches = batches(
             train_data, config.batch_size, key=epoch_key, shuffle=config.shuffle, drop_remainder=True
@@ -278,7 +314,7 @@ def fit(
         start = time.perf_counter()
         for index, batch in enumerate(epoch_batches):
             state, metrics = train_step(state, shard_batch(batch, parallel))
-            log.add(epoch * steps_per_epoch + index, metrics)
+            log.add(epoch * steps_per_epoch + index, metrics, batch[0])
             if on_step is not None:
                 on_step(state)
         log.flush()
