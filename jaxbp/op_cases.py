@@ -172,6 +172,22 @@ def _embedding_args(seed, shape):
     return {"w": normal(seed + 1, (1 + seed % 5, shape[-1]))}, ids
 
 
+def nhwc_shape(rng: np.random.Generator) -> Shape:
+    """An NHWC image batch ``(N, H, W, C)`` with H, W in [3, 7] (odd and even sizes), C in {2, 4}."""
+    return (int(rng.integers(1, 3)), int(rng.integers(3, 8)), int(rng.integers(3, 8)), 2 * int(rng.integers(1, 3)))
+
+
+def _conv_args(kernel: tuple[int, int], cout: int, groups: int = 1, transposed: bool = False):
+    """params ``{"w": (kh, kw, cin / groups, cout), "b"}`` (transposed: ``(kh, kw, cout / groups, cin)``) and x."""
+
+    def make(seed, shape):
+        cin = shape[-1]
+        w_shape = (*kernel, cout // groups, cin) if transposed else (*kernel, cin // groups, cout)
+        return {"w": normal(seed, w_shape), "b": normal(seed + 1, (cout,))}, normal(seed + 2, shape)
+
+    return make
+
+
 CASES: dict[str, OpCase] = {
     "sigmoid": OpCase(ops.sigmoid, _unary()),
     "tanh": OpCase(ops.tanh, _unary()),
@@ -204,6 +220,20 @@ CASES: dict[str, OpCase] = {
     ),
     "gru": OpCase(lambda p, x, h, n: ops.gru(p, x, h), _recurrent_args(3, ("b_ih", "b_hh")), sample_shape=recurrent_shape),
     "embedding": OpCase(ops.embedding, _embedding_args, min_rank=2),
+    "conv2d_strided_grouped": OpCase(
+        lambda p, x: ops.conv2d(p, x, stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=2),
+        _conv_args((3, 2), 4, groups=2),
+        sample_shape=nhwc_shape,
+    ),
+    "conv_transpose2d": OpCase(
+        lambda p, x: ops.conv_transpose2d(p, x, stride=2, padding=1, output_padding=1),
+        _conv_args((3, 3), 3, transposed=True),
+        sample_shape=nhwc_shape,
+    ),
+    "max_pool2d_overlapping": OpCase(lambda x: ops.max_pool2d(x, 3, 2, "SAME"), _unary(), sample_shape=nhwc_shape),
+    "avg_pool2d_exclusive": OpCase(
+        lambda x: ops.avg_pool2d(x, 2, 1, 1, count_include_pad=False), _unary(), sample_shape=nhwc_shape
+    ),
 }
 
 
