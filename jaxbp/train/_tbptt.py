@@ -38,8 +38,8 @@ def _chunked(caller: str, tree: Any, chunk_length: int) -> tuple[Any, int]:
     if not isinstance(chunk_length, int) or isinstance(chunk_length, bool) or chunk_length <= 0:
         raise ValueError(f"{caller}: chunk_length must be a positive int, got {chunk_length!r}")
     leaves = jax.tree_util.tree_leaves(tree)
-    time = {leaf.shape[1] if leaf.ndim >= 2 else None for leaf in leaves}
-    if len(time) != 1 or None in time:
+    time = {int(leaf.shape[1]) if leaf.ndim >= 2 else -1 for leaf in leaves}
+    if len(time) != 1 or -1 in time:
         raise ValueError(
             f"{caller}: inputs and targets must share a time axis 1, got shapes {[leaf.shape for leaf in leaves]}"
         )
