@@ -60,7 +60,7 @@ def test_resume_continues_the_same_run(tmp_path, capsys):
         (["--lr", "fast"], "argument --lr: expected a number, got 'fast'"),
         (["--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
         (["--accumulate", "2.5"], "argument --accumulate: expected an integer"),
-        (["--model", "resnet"], "argument --model: invalid choice: 'resnet' (choose from"),
+        (["--model", "vgg"], "argument --model: invalid choice: 'vgg' (choose from"),
         (["--precision", "f64"], "argument --precision: invalid choice: 'f64'"),
         (["--dropout", "1.5"], "argument --dropout: must lie in [0, 1), got 1.5"),
         (["--model-option", "width"], "argument --model-option: expected KEY=VALUE, got 'width'"),
