@@ -195,3 +195,12 @@ def test_mixed_dtypes_are_refused():
     q = jnp.ones((1, 2, 1, 2), jnp.float32)
     with pytest.raises(TypeError, match="attention: q, k and v must share a dtype"):
         ops.attention(q, q.astype(jnp.bfloat16), q)
+
+
+def test_benchmark_section_runs_on_tiny_sizes():
+    from jaxbp.bench import attention as bench
+
+    result = bench.run(tiny=True, repeats=1, sizes=(16,))
+    (row,) = result["rows"]
+    assert row["T"] == 16 and row["grad rel err"] < 1e-4
+    assert row["residual MiB manual"] < row["residual MiB reference"]

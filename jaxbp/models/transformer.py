@@ -11,26 +11,9 @@ Trained with ``ops.softmax_cross_entropy(logits, next_ids)`` (the mean over batc
 
 from __future__ import annotations
 
-from typing import Any
-
-import jax
-
-from jaxbp import nn, ops
-from jaxbp.core import Array, Shape
+from jaxbp import nn
 from jaxbp.models._registry import register_model
 from jaxbp.ops.attention import DEFAULT_BLOCK_SIZE
-
-
-def token_embedding(vocab_size: int, dim: int, stddev: float = 0.02) -> nn.Layer:
-    """Integer ids ``(..., )`` -> rows of ``params["w"]: (vocab_size, dim)`` (:func:`jaxbp.ops.embedding`)."""
-
-    def init(key: Array, input_shape: Shape) -> tuple[dict, Shape]:
-        return {"w": stddev * jax.random.normal(key, (vocab_size, dim))}, (*input_shape, dim)
-
-    def forward(params: dict, ids: Array, state: Any, **kwargs: Any) -> tuple[Array, Any]:
-        return ops.embedding(params, ids), state
-
-    return nn.Layer(init, forward, parameter_groups=lambda params: [("embedding", params)])
 
 
 def transformer_lm(
@@ -53,7 +36,7 @@ def transformer_lm(
         for _ in range(depth)
     ]
     return nn.serial(
-        token_embedding(vocab_size, dim),
+        nn.embedding(vocab_size, dim, stddev=0.02),
         nn.position_embedding(max_length),
         *blocks,
         nn.layer_norm(),

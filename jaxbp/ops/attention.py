@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -112,6 +113,25 @@ def _masked_scores(q5: Array, key_block: _KeyBlock, shared_mask: Array | None, b
     return jnp.where(functools.reduce(jnp.logical_and, allowed), scores, -jnp.inf)
 
 
+def _varying_like(carry: Any, *inputs: Any) -> Any:
+    """``carry`` marked device-varying over every mesh axis that an array of ``inputs`` varies
+    over: inside ``shard_map`` a scan's initial carry must have the type its body returns.
+    A no-op outside ``shard_map``."""
+
+    def vma(x) -> frozenset:  # the mesh axes x varies over (JAX 0.10: aval.manual_axis_type.varying)
+        aval = jax.typeof(x)
+        manual = getattr(aval, "manual_axis_type", None)
+        return manual.varying if manual is not None else getattr(aval, "vma", frozenset())
+
+    axes = frozenset().union(*(vma(x) for x in jax.tree_util.tree_leaves(inputs)))
+
+    def cast(x):
+        missing = tuple(sorted(axes - vma(x)))
+        return lax.pcast(x, missing, to="varying") if missing else x
+
+    return jax.tree_util.tree_map(cast, carry)
+
+
 def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array, Array]:
     """Online-softmax forward over key blocks: ``(Y, L)`` without forming S.
 
@@ -141,7 +161,7 @@ def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array,
         return (new_max, row_sum, acc), None
 
     init = (jnp.full(rows, -jnp.inf, wide), jnp.zeros(rows, wide), jnp.zeros((*rows, v.shape[-1]), wide))
-    (row_max, row_sum, acc), _ = lax.scan(step, init, xs)
+    (row_max, row_sum, acc), _ = lax.scan(step, _varying_like(init, q, k, v, mask), xs)
     y = acc / jnp.where(row_sum > 0, row_sum, 1.0)[..., None]  # (B, Hk, G, Tq, Dv)
     y = jnp.moveaxis(y, 3, 1).reshape(batch, blocks.q_len, q.shape[2], v.shape[-1]).astype(q.dtype)
     logsumexp = jnp.where(row_sum > 0, row_max + jnp.log(jnp.where(row_sum > 0, row_sum, 1.0)), -jnp.inf)
@@ -187,7 +207,7 @@ def _attention_bwd(causal, scale, block_size, residuals, dy):
         dk = jnp.einsum("bhgqk,bqhgd->bkhd", dscores, q5, preferred_element_type=wide)
         return dq, (dk.astype(k.dtype), dv.astype(v.dtype))
 
-    dq, (dk, dv) = lax.scan(step, jnp.zeros(q5.shape, wide), xs)
+    dq, (dk, dv) = lax.scan(step, _varying_like(jnp.zeros(q5.shape, wide), residuals, dy), xs)
 
     def unblock(blocked: Array) -> Array:  # (num_blocks, B, block, Hk, D) -> (B, Tk, Hk, D)
         blocked = jnp.moveaxis(blocked, 0, 1)
