@@ -1,13 +1,12 @@
 """The vanishing/exploding-gradient study: per-layer gradients of deep sigmoid, tanh and
-ReLU networks under five initializations, measured with jaxbp's hand-written backward
-rules and compared with mean-field theory; remedies (residual connections, batch norm,
-He init, criticality), gradient clipping, and training curves on digits.
+ReLU networks measured with jaxbp's hand-written backward rules against mean-field theory,
+remedies, clipping with a learning-rate-matched control, Jacobian spectra against free
+probability, signal propagation and trainability, and finite-width fluctuations.
 
-Run ``python experiments/vanishing_gradients.py`` (< 5 minutes on 2 CPU cores; ``--full``
-for the complete grid, ``--help`` for the options).  Same as ``jaxbp vanishing``.
-Writes figures, ``results.json``, ``report.md`` and ``slope_table.md`` into
-``results/vanishing/`` (it refuses to overwrite earlier results unless ``--overwrite``).
-The logic lives in :mod:`jaxbp.studies.vanishing`.
+Run ``python experiments/vanishing_gradients.py`` (same as ``jaxbp vanishing``; ``--full``
+for the larger grid, ``--help`` for the options). Writes figures, ``results.json``,
+``report.md`` and ``slope_table.md`` into a new ``results/vanishing/run-NNN`` (it refuses to
+overwrite earlier results unless ``--overwrite``). The logic lives in :mod:`jaxbp.studies.vanishing`.
 """
 
 from __future__ import annotations

@@ -1,30 +1,30 @@
 """Tests for the vanishing-gradient study (``jaxbp.studies.vanishing``).
 
-The helpers are checked against closed forms (exponential profiles, the ReLU recursion
-ln‖δ_l‖ − ln‖δ_L‖ = ½ (L − l) ln(σw²/2)) and against sampled weights; the study itself
-runs end to end on the ``tiny`` preset and its outputs are validated as files.
+Helpers are checked against closed forms and hand computations (exponential profiles,
+standard errors, an explicit Jacobian product); the study runs end to end on the ``tiny``
+preset (measurements op by op, nothing compiled but the scans) and its outputs are validated.
 """
 
 import json
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp import theory
 from jaxbp.studies import vanishing as V
-from jaxbp.studies import vanishing_report as R
+from jaxbp.studies.vanishing import _gradients, _report, _settings, _spectra, _stats, _tables
 
-# ------------------------------------------------------------------ helpers
+# ------------------------------------------------------------------ statistics
 
 
 def test_fit_window_skips_layers_at_both_ends():
-    assert V.fit_window(10, 0.1) == (2, 9)
-    assert V.fit_window(50, 0.1) == (6, 45)
-    assert V.fit_window(4, 0.0) == (2, 3)  # at least one layer is always skipped
+    assert _stats.fit_window(10, 0.1) == (2, 9)
+    assert _stats.fit_window(50, 0.1) == (6, 45)
+    assert _stats.fit_window(4, 0.0) == (2, 3)  # at least one layer is always skipped
     with pytest.raises(ValueError, match="fewer than 2 layers"):
-        V.fit_window(3, 0.1)
+        _stats.fit_window(3, 0.1)
 
 
 def test_growth_rates_recover_exponential_profiles():
@@ -32,41 +32,72 @@ def test_growth_rates_recover_exponential_profiles():
     layers = np.arange(1, depth + 1)
     rates = np.array([-0.7, 0.0, 0.25])
     log_norms = 3.0 + rates[:, None] * (depth - layers)[None, :]  # ‖δ_l‖ = e^3 e^{r (L - l)}
-    np.testing.assert_allclose(V.growth_rates(log_norms, (2, 11)), rates, atol=1e-12)
+    np.testing.assert_allclose(_stats.growth_rates(log_norms, (2, 11)), rates, atol=1e-12)
     noisy = log_norms.copy()
     noisy[1, 5] = -np.inf  # an underflowed norm makes that seed's rate undefined
-    result = V.growth_rates(noisy, (2, 11))
+    result = _stats.growth_rates(noisy, (2, 11))
     assert np.isnan(result[1]) and np.isfinite(result[[0, 2]]).all()
 
 
-@pytest.mark.parametrize("sigma_w2", [0.5, 2.0, 3.0])
-def test_relu_mean_field_profile_is_exact(sigma_w2):
-    # For ReLU chi(q) = sigma_w2 / 2 whatever q is, so the profile is a straight line.
-    depth = 7
-    profile = V.mean_field_log_profile(q1=0.37, depth=depth, sigma_w2=sigma_w2, sigma_b2=0.1, activation="relu")
-    expected = 0.5 * (depth - np.arange(1, depth + 1)) * math.log(sigma_w2 / 2)
-    np.testing.assert_allclose(profile, expected, atol=1e-12)
+def test_estimates_and_significance():
+    e = _stats.estimate([1.0, 2.0, 3.0, 4.0, np.nan])
+    assert e == {"mean": 2.5, "se": pytest.approx(math.sqrt(5 / 3) / 2), "n": 4}
+    assert _stats.estimate([7.0])["se"] is None
+    samples = np.random.default_rng(0).standard_normal(20_000) * 2.0
+    v = _stats.variance_estimate(samples)
+    assert v["mean"] == pytest.approx(4.0, rel=0.03)
+    assert v["se"] == pytest.approx(4.0 * math.sqrt(2 / 20_000), rel=0.1)  # Gaussian: se = σ² sqrt(2/n)
+    assert _stats.significant({"mean": 0.31, "se": 0.1}) and not _stats.significant({"mean": 0.29, "se": 0.1})
+    assert not _stats.significant({"mean": 1.0, "se": None})
+    d = _stats.difference({"mean": 1.0, "se": 0.3}, {"mean": 0.5, "se": 0.4})
+    assert d == {"mean": 0.5, "se": pytest.approx(0.5)}
+    fit = _stats.fit_line([1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.1, 0.1, 0.1])
+    assert fit["mean"] == pytest.approx(2.0) and fit["se"] == pytest.approx(0.1 / math.sqrt(14))
 
 
-def test_tanh_profile_starting_at_the_fixed_point_is_chi1_per_layer():
-    sigma_w2, sigma_b2, depth = 1.76, 0.05, 9
-    q_star = theory.fixed_point_q(sigma_w2, sigma_b2, "tanh")
-    profile = V.mean_field_log_profile(q_star, depth, sigma_w2, sigma_b2, "tanh")
-    chi1 = theory.chi1(sigma_w2, sigma_b2, "tanh")
-    np.testing.assert_allclose(profile, 0.5 * (depth - np.arange(1, depth + 1)) * math.log(chi1), atol=1e-9)
+def test_slope_table_row_and_verdicts():
+    row = dict(
+        activation="relu", init="glorot", depth=20, sigma_w2=1.0, sigma_b2=0.0, chi1=0.5, predicted_rate=-0.5,
+        layerwise_predicted_rate=-0.5, measured_rate={"mean": -0.55, "se": 0.01}, rate_error={"mean": -0.05, "se": 0.01},
+    )  # fmt: skip
+    critical = dict(row, init="he", chi1=1.0, predicted_rate=0.0, measured_rate={"mean": -0.001, "se": 0.001},
+                    rate_error={"mean": -0.001, "se": 0.001})  # fmt: skip
+    lines = _tables.slope_table_markdown({"grid": [row, critical]}).strip().splitlines()
+    assert len(lines) == 4
+    assert lines[2].endswith("| -0.5500 ± 0.0100 | -0.0500 ± 0.0100 | -10.0% | differs (5 s.e.) |")
+    assert lines[3].endswith("| critical | consistent |")
 
 
-@pytest.mark.parametrize("init", V.INIT_SCHEMES + ("orthogonal_critical",))
-def test_resolved_sigma_w2_matches_sampled_weights(init):
-    width = 256
-    config = V.PRESETS["default"]
-    resolved = V.resolve_init(V.NetworkSpec("tanh", init), width, config)
-    w = np.asarray(resolved.dense.weights(jax.random.PRNGKey(0), (width, width)), np.float64)
-    b = np.asarray(resolved.dense.bias(jax.random.PRNGKey(1), (4096,)), np.float64)
-    assert width * np.mean(w**2) == pytest.approx(resolved.sigma_w2, rel=0.02)
-    assert np.mean(b**2) == pytest.approx(resolved.sigma_b2, rel=0.1, abs=1e-12)
+# ------------------------------------------------------------------ settings and networks
+
+
+@pytest.mark.parametrize("init", ["naive", "glorot", "he", "orthogonal", "critical"])
+def test_stacked_parameters_have_the_resolved_variance(init):
+    width, config = 64, V.PRESETS["default"]
+    spec = V.NetworkSpec("tanh", init)
+    resolved = V.resolve_init(spec, width, config)
+    network = V.build_network(spec, 4, width, width, resolved.dense)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = _gradients.init_stacked(network, resolved.dense, keys, (2, width))
+    reference = network.init(keys[0], (2, width))[0]
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(reference)
+    weights = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "w"]
+    assert all(w.shape == (3, width, width) for w in weights)
+    stacked = np.concatenate([np.asarray(w).ravel() for w in weights])
+    assert width * np.mean(stacked**2) == pytest.approx(resolved.sigma_w2, rel=0.05)
+    assert not np.allclose(weights[0][0], weights[1][0]) and not np.allclose(weights[0][0], weights[0][1])
     if init == "critical":
         assert resolved.sigma_w2 == pytest.approx(1.76, abs=0.01)  # Schoenholz et al. 2017, tanh at sigma_b2 = 0.05
+
+
+def test_settings_are_marked_by_the_baseline_field_and_draw_independent_keys():
+    config = V.PRESETS["default"]
+    for spec in _settings.remedy_specs(config) + _settings.training_specs(config):
+        remedied = spec.residual or spec.batch_norm or spec.init in ("he", "critical")
+        assert spec.baseline == (not remedied)
+    root = jax.random.PRNGKey(0)
+    keys = {str(V._config.setting_key(root, name, 50, 128)) for name in ("relu-naive", "relu-glorot", "relu-he")}
+    assert len(keys) == 3
 
 
 def test_config_and_spec_validation():
@@ -74,13 +105,36 @@ def test_config_and_spec_validation():
         V.StudyConfig(depths=(3,))
     with pytest.raises(ValueError, match="inits"):
         V.StudyConfig(inits=("lecun",))
+    with pytest.raises(ValueError, match="seeds"):
+        V.StudyConfig(seeds=1)
     with pytest.raises(ValueError, match="mean_field.*sigma_w2"):
         V.NetworkSpec("tanh", "mean_field")
 
 
+def test_jacobian_singular_values_match_the_explicit_product(x64):
+    # J = D_L W_L^T ... D_1 W_1^T in the (in, out) layout: h_l = tanh(h_{l-1} W_l + b_l)
+    spec = V.NetworkSpec("tanh", "mean_field", sigma_w2=1.5, sigma_b2=0.1)
+    resolved = V.resolve_init(spec, 6, V.PRESETS["default"])
+    network = V.build_network(spec, 3, 6, 6, resolved.dense)
+    params = network.init(jax.random.PRNGKey(1), (6,))[0]
+    x = jax.random.normal(jax.random.PRNGKey(2), (6,), jnp.float64)
+    record: dict = {}
+    network.forward(params, x, (), record=record)
+    weights = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "w"]
+    jac = np.eye(6)
+    expected = []
+    for layer, w in enumerate(weights, start=1):
+        jac = np.diag(1 - np.tanh(np.asarray(record[f"z{layer}"])) ** 2) @ np.asarray(w).T @ jac
+        expected.append(np.linalg.svd(jac, compute_uv=False))
+    got = _spectra._jacobian_singular_values(network, "tanh", (1, 2, 3), params, x)
+    np.testing.assert_allclose(np.asarray(got), np.array(expected), rtol=1e-10)
+
+
+# ------------------------------------------------------------------ output directory and CLI
+
+
 def test_output_dir_is_never_silently_overwritten(tmp_path):
     out = V.prepare_output_dir(tmp_path / "run")
-    assert out.is_dir()
     (out / "report.md").write_text("old")
     (out / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="--overwrite"):
@@ -90,30 +144,21 @@ def test_output_dir_is_never_silently_overwritten(tmp_path):
     assert (out / "notes.txt").read_text() == "mine", "other files are left alone"
 
 
-def test_cli_refuses_an_existing_output_directory(tmp_path, capsys):
+def test_cli_refuses_existing_directories_and_bad_configurations(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{}")
     assert V.main(["--tiny", "--out", str(tmp_path)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "results.json").read_text() == "{}"
-
-
-def test_cli_reports_a_bad_configuration_without_running(tmp_path, capsys):
     assert V.main(["--tiny", "--depths", "3", "--out", str(tmp_path / "run")]) == 2
     assert "depths must be" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
-def test_slope_table_formats_a_row_and_marks_critical_settings():
-    row = dict(
-        activation="relu", init="glorot", depth=20, sigma_w2=1.0, sigma_b2=0.0, chi1=0.5, predicted_rate=-0.5,
-        layerwise_predicted_rate=-0.5, measured_rate=-0.55, measured_rate_std=0.02,
-    )
-    critical = dict(row, init="he", sigma_w2=2.0, chi1=1.0, predicted_rate=0.0, layerwise_predicted_rate=0.0, measured_rate=-0.004)
-    table = R.slope_table_markdown({"grid": [row, critical]})
-    lines = table.strip().splitlines()
-    assert len(lines) == 4
-    assert "| relu | glorot | 20 | 1 | 0 | 0.5 | -0.500 | -0.500 | -0.550 ± 0.020 | -0.050 | -10.0% |" == lines[2]
-    assert lines[3].endswith("| critical |")
+def test_default_output_is_a_new_numbered_run_directory(tmp_path):
+    assert V.next_run_directory(tmp_path / "missing") == tmp_path / "missing" / "run-001"
+    for name in ("run-001", "run-007", "run-notes"):
+        (tmp_path / name).mkdir()
+    assert V.next_run_directory(tmp_path) == tmp_path / "run-008"
 
 
 # ------------------------------------------------------------------ end to end
@@ -129,15 +174,11 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tiny_study_writes_every_output(tiny_run):
-    config, out, _, messages = tiny_run
-    assert sorted(p.name for p in out.iterdir()) == sorted(V.OUTPUT_FILES)
-    for name in V.OUTPUT_FILES:
-        if name.endswith(".png"):
-            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            assert (out / name).stat().st_size > 10_000
-    grid_size = len(config.depths) * len(config.activations) * len(config.inits)
-    assert sum("grid" in m for m in messages) == grid_size
-    assert messages[-1].endswith(f"wrote {len(V.OUTPUT_FILES)} files to {out}")
+    _, out, _, messages = tiny_run
+    assert sorted(p.name for p in out.iterdir()) == sorted(_report.OUTPUT_FILES)
+    for name in _report.FIGURES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert messages[-1].endswith(f"wrote {len(_report.OUTPUT_FILES)} files to {out}")
 
 
 def test_tiny_study_json_is_strict_and_complete(tiny_run):
@@ -147,53 +188,41 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
         raise ValueError(f"non-standard JSON constant {constant}")
 
     results = json.loads((out / "results.json").read_text(), parse_constant=reject)
-    assert results["config"]["depths"] == list(config.depths)
     assert len(results["grid"]) == len(config.depths) * len(config.activations) * len(config.inits)
     for r in results["grid"]:
         assert np.shape(r["delta_norm"]) == (config.seeds, r["depth"])
-        assert np.shape(r["weight_grad_norm"]) == (config.seeds, r["depth"])
-        assert len(r["predicted_delta_norm"]) == r["depth"]
         assert r["predicted_rate"] == pytest.approx(0.5 * math.log(r["chi1"]))
-    by_setting = {(r["activation"], r["init"], r["depth"]): r for r in results["grid"]}
-    deepest = max(config.depths)
-    # closed forms: ReLU chi1 = sigma_w2 / 2, so He is critical and Glorot loses ½ ln 2 per layer
-    assert by_setting[("relu", "he", deepest)]["predicted_rate"] == pytest.approx(0.0, abs=1e-12)
-    assert by_setting[("relu", "glorot", deepest)]["predicted_rate"] == pytest.approx(-0.5 * math.log(2))
-    # naive N(0, 0.01^2) weights vanish by orders of magnitude per layer, even at width 16
-    assert by_setting[("sigmoid", "naive", deepest)]["measured_rate"] < -3.0
-    assert abs(by_setting[("relu", "he", deepest)]["measured_rate"]) < 0.5
-    assert {r["label"] for r in results["remedies"]} >= {"ReLU + He", "sigmoid + Glorot + batch norm", "sigmoid + Glorot + residual"}
+        assert r["measured_rate"]["n"] == config.seeds and r["measured_rate"]["se"] > 0
+    by_setting = {(r["activation"], r["init"]): r for r in results["grid"]}
+    assert by_setting[("relu", "he")]["predicted_rate"] == pytest.approx(0.0, abs=1e-12)  # ReLU chi1 = sigma_w2 / 2
+    assert by_setting[("relu", "glorot")]["predicted_rate"] == pytest.approx(-0.5 * math.log(2))
     assert results["exploding_profile"]["chi1"] > 1
-    for r in results["training"] + results["clipping"]:
-        assert np.shape(r["test_accuracy"]) == (config.train_seeds, config.train_epochs)
-    assert {r["clip_norm"] for r in results["clipping"]} == {None, config.clip_norm}
+    for e in results["clipping"]["runs"]:
+        assert 0 < e["clipped"]["clip_factor"]["mean"] <= 1
+        assert e["matched_learning_rate"] == pytest.approx(e["learning_rate"] * e["clipped"]["clip_factor"]["mean"])
+    for r in results["spectra"]:
+        assert [d["depth"] for d in r["depths"]] == list(config.spectrum_depths)
+        assert np.shape(r["depths"][0]["singular_values"]) == (config.spectrum_seeds, config.spectrum_width)
+    heat = results["trainability"]
+    assert np.shape(heat["test_accuracy"]) == (len(config.heat_depths), len(config.heat_sigma_w2s))
+    assert {"rate_errors", "clipping", "isometry", "finite_width", "trainability"} <= set(results["summary"])
     assert results["timing"]["total_s"] > 0
 
 
-def test_tiny_study_report_contains_the_generated_table(tiny_run):
+def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
     _, out, results, _ = tiny_run
     report = (out / "report.md").read_text()
-    table = R.slope_table_markdown(results)
-    assert table in report
-    assert (out / "slope_table.md").read_text() == table
-    for name in V.OUTPUT_FILES:
-        if name.endswith(".png"):
-            assert f"]({name})" in report
-    assert "## Findings" in report and "## Configuration" in report
+    assert (out / "slope_table.md").read_text() in report
+    for name in _report.FIGURES:
+        assert f"]({name})" in report
+    findings = report.split("## Findings")[1].split("\n## ")[0].strip().splitlines()
+    assert len(findings) >= 10
+    for line in findings:
+        assert "±" in line or "vs ½ ln χ1" in line, line
 
 
 def test_table_can_be_rendered_from_a_saved_run(tiny_run, capsys):
     config, out, results, _ = tiny_run
-    deepest = max(config.depths)
-    assert R.main([str(out / "results.json"), "--depths", str(deepest)]) == 0
+    assert _report.main([str(out / "results.json"), "--depths", str(max(config.depths))]) == 0
     printed = capsys.readouterr().out
-    assert printed == R.slope_table_markdown(results, depths=[deepest])
     assert printed.count("\n") == 2 + len(config.activations) * len(config.inits)
-
-
-def test_default_output_is_a_new_numbered_run_directory(tmp_path):
-    assert V.next_run_directory(tmp_path / "missing") == tmp_path / "missing" / "run-001"
-    (tmp_path / "run-001").mkdir()
-    (tmp_path / "run-007").mkdir()
-    (tmp_path / "run-notes").mkdir()
-    assert V.next_run_directory(tmp_path) == tmp_path / "run-008"

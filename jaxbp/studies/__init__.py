@@ -9,6 +9,7 @@ in ``experiments/`` stay one-liners:
 
 Studies:
 
-* :mod:`jaxbp.studies.vanishing` -- vanishing/exploding gradients measured against the
-  mean-field theory (``jaxbp vanishing``, ``experiments/vanishing_gradients.py``).
+* :mod:`jaxbp.studies.vanishing` (a package: configuration, measurement, training, report) --
+  vanishing/exploding gradients measured against mean-field and free-probability theory
+  (``jaxbp vanishing``, ``experiments/vanishing_gradients.py``).
 """

@@ -1,0 +1,248 @@
+r"""Per-layer back-propagated error of random networks, measured with the hand-written backward rules.
+
+Protocol: networks are fed a fixed batch of digits images in float64 and the loss is the
+projection :math:`\mathcal L = \langle f(x), v\rangle` on a random Gaussian direction :math:`v`
+(one per seed), so :math:`\delta_L = v` is independent of the weights, as mean-field theory
+assumes.  :math:`\|\delta_l\|` comes from :func:`jaxbp.diagnostics.gradient_statistics` (zero
+perturbations at each tap; one backward pass), vmapped over ``seeds`` independent networks.
+
+A *growth rate* is the change of :math:`\ln\|\delta\|` per backward step,
+:math:`r = \ln\|\delta_l\| - \ln\|\delta_{l+1}\|` (negative = vanishing towards the input);
+predicted :math:`\tfrac12\ln\chi_1`; measured as minus the least-squares slope of
+:math:`\ln\|\delta_l\|` against :math:`l` over the fit window, per seed, reported as mean and
+standard error over seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp import diagnostics, nn, theory
+from jaxbp import init as initializers
+from jaxbp.studies.vanishing._config import (
+    NetworkSpec,
+    ResolvedInit,
+    StudyConfig,
+    build_network,
+    resolve_init,
+    setting_key,
+)
+from jaxbp.studies.vanishing._stats import (
+    difference,
+    estimate,
+    fit_window,
+    growth_rates,
+    rows,
+    variance_estimate,
+)
+
+
+def _draw(sampler: Callable, shape: tuple[int, ...], dtype: Any, key: jax.Array) -> jax.Array:
+    return sampler(key, shape, dtype)
+
+
+def _draw(sampler: Callable, shape: tuple[int, ...], dtype: Any, key: jax.Array) -> jax.Array:
+    return sampler(key, shape, dtype)
+
+
+def init_stacked(
+    network: nn.Layer,
+    dense: initializers.DenseInit,
+    keys: jax.Array,
+    input_shape: tuple[int, ...],
+) -> Any:
+    """One parameter set per key, stacked on a leading seed axis, drawn like ``network.init`` would.
+
+    Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``); the layers of one
+    shape are drawn together, vmapped over ``seeds x layers`` keys, so a depth-200 network costs a
+    few dispatches instead of one per layer (and nothing to compile).  Other leaves (batch norm's
+    scale and offset) take their deterministic initial values from one ``network.init``.
+    """
+    template = jax.eval_shape(lambda key: network.init(key, input_shape)[0], keys[0])
+    paths, treedef = jax.tree_util.tree_flatten_with_path(template)
+    seeds = keys.shape[0]
+    groups: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for index, (path, leaf) in enumerate(paths):
+        name = getattr(path[-1], "key", None)
+        groups.setdefault((name if name in ("w", "b") else "other", leaf.shape), []).append(index)
+    leaves: list[Any] = [None] * len(paths)
+    for number, ((name, shape), indices) in enumerate(groups.items()):
+        if name == "other":
+            fixed = jax.tree_util.tree_leaves(network.init(keys[0], input_shape)[0])
+            for i in indices:
+                leaves[i] = jnp.broadcast_to(fixed[i], (seeds, *shape))
+            continue
+        sampler = dense.weights if name == "w" else dense.bias
+        group_keys = jax.random.split(jax.random.fold_in(keys[0], number), seeds * len(indices))
+        draws = jax.vmap(functools.partial(_draw, sampler, shape, paths[indices[0]][1].dtype))(group_keys)
+        draws = draws.reshape(seeds, len(indices), *shape)
+        for j, i in enumerate(indices):
+            leaves[i] = draws[:, j]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def init_states(network: nn.Layer, params: Any) -> Any:
+    return jax.vmap(network.init_state)(params)
+
+
+def _projection_loss(outputs: jax.Array, direction: jax.Array) -> jax.Array:
+    r""":math:`\langle f(x), v\rangle`: its gradient with respect to the outputs is the direction :math:`v`."""
+    return jnp.sum(outputs * direction)
+
+
+@functools.cache
+def statistics_function(activation: str, depth: int, width: int, residual: bool, batch_norm: bool) -> Callable:
+    """``jit(vmap(gradient_statistics))`` over seeds, compiled once per architecture (all inits share it).
+
+    Batch-norm networks run in training mode (batch statistics) without activation statistics
+    (their tap sits before the normalization).
+    """
+    spec = NetworkSpec(activation, "glorot", residual, batch_norm)
+    network = build_network(spec, depth, width, width, initializers.dense_init("glorot_normal"))
+
+    def one_seed(params: Any, state: Any, x: jax.Array, direction: jax.Array) -> diagnostics.GradientStatistics:
+        return diagnostics.gradient_statistics(
+            network, params, x, direction, _projection_loss,
+            activation=None if batch_norm else activation, state=state, train=batch_norm,
+        )  # fmt: skip
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, 0)))
+
+
+def setting_fields(spec: NetworkSpec, resolved: ResolvedInit, depth: int, width: int) -> dict[str, Any]:
+    """The fields that identify a setting in every JSON record."""
+    return {
+        "name": spec.name,
+        "label": spec.label or spec.name,
+        "baseline": spec.baseline,
+        "activation": spec.activation,
+        "init": spec.init,
+        "residual": spec.residual,
+        "batch_norm": spec.batch_norm,
+        "depth": depth,
+        "width": width,
+        "sigma_w2": resolved.sigma_w2,
+        "sigma_b2": resolved.sigma_b2,
+    }
+
+
+def delta_statistics(
+    spec: NetworkSpec,
+    depth: int,
+    width: int,
+    config: StudyConfig,
+    x: jax.Array,
+    key: jax.Array,
+    seeds: int,
+) -> tuple[ResolvedInit, diagnostics.GradientStatistics]:
+    """:func:`jaxbp.diagnostics.gradient_statistics` of ``seeds`` networks of ``spec`` (own keys per setting)."""
+    resolved = resolve_init(spec, width, config)
+    network = build_network(spec, depth, width, width, resolved.dense)
+    init_key, direction_key = jax.random.split(setting_key(key, spec.name, depth, width))
+    params = init_stacked(network, resolved.dense, jax.random.split(init_key, seeds), tuple(x.shape))
+    states = init_states(network, params)
+    directions = jax.random.normal(direction_key, (seeds, x.shape[0], width), x.dtype)
+    return resolved, statistics_function(spec.activation, depth, width, spec.residual, spec.batch_norm)(
+        params, states, x, directions
+    )
+
+
+def measure_gradients(
+    spec: NetworkSpec, depth: int, config: StudyConfig, x: jax.Array, key: jax.Array
+) -> dict[str, Any]:
+    """Per-layer gradient statistics of ``spec`` at ``depth`` over ``config.seeds`` networks, with
+    its mean-field predictions (plain networks).  Call under ``jax.enable_x64(True)``."""
+    width = config.width
+    resolved, stats = delta_statistics(spec, depth, width, config, x, key, config.seeds)
+    delta = np.asarray(stats.delta_norm, dtype=np.float64)  # (seeds, L)
+    with np.errstate(divide="ignore"):
+        log_delta = np.log(delta)
+    window = fit_window(depth, config.fit_skip_fraction)
+    rates = growth_rates(log_delta, window)
+    weights = None if stats.weight_grad_norm is None else np.asarray(stats.weight_grad_norm, np.float64)
+    record: dict[str, Any] = {
+        **setting_fields(spec, resolved, depth, width),
+        "fit_window": list(window),
+        "delta_norm": rows(delta),
+        "weight_grad_norm": rows(weights),
+        "preactivation_mean": rows(stats.preactivation_mean),
+        "preactivation_std": rows(stats.preactivation_std),
+        "saturated_fraction": rows(stats.saturated_fraction),
+        "log_first_to_last": estimate(log_delta[:, 0] - log_delta[:, -1]),
+        "log_weight_first_to_last": None if weights is None else estimate(np.log(weights[:, 0] / weights[:, -1])),
+        "saturated_mean": None
+        if stats.saturated_fraction is None
+        else estimate(np.mean(np.asarray(stats.saturated_fraction)[:, :-1], axis=1)),
+        "measured_rate_per_seed": rates.tolist(),
+        "measured_rate": estimate(rates),
+    }
+    if spec.has_mean_field_theory:
+        record.update(_mean_field_predictions(spec, resolved, depth, stats, log_delta, window, record["measured_rate"]))
+    return record
+
+
+def _mean_field_predictions(
+    spec: NetworkSpec,
+    resolved: ResolvedInit,
+    depth: int,
+    stats: diagnostics.GradientStatistics,
+    log_delta: np.ndarray,
+    window: tuple[int, int],
+    measured: dict[str, Any],
+) -> dict[str, Any]:
+    r"""Fixed-point (:math:`\chi_1`) and layer-wise predictions for a plain network, and the errors."""
+    sigma_w2, sigma_b2, activation = (
+        resolved.sigma_w2,
+        resolved.sigma_b2,
+        spec.activation,
+    )
+    mean, std = (
+        np.asarray(stats.preactivation_mean),
+        np.asarray(stats.preactivation_std),
+    )
+    q1 = float(np.mean(mean[:, 0] ** 2 + std[:, 0] ** 2))  # E[z_1^2] over batch, units and seeds
+    profile = theory.log_delta_profile(q1, depth, sigma_w2, sigma_b2, activation)
+    predicted = theory.predicted_log_slope(sigma_w2, sigma_b2, activation)
+    layerwise = float(growth_rates(profile, window))
+    anchor = float(np.mean(log_delta[:, -1]))
+    return {
+        "q1": q1,
+        "q_star": theory.fixed_point_q(sigma_w2, sigma_b2, activation),
+        "chi1": theory.chi1(sigma_w2, sigma_b2, activation),
+        "predicted_rate": predicted,
+        "layerwise_predicted_rate": layerwise,
+        "rate_error": difference(measured, predicted),
+        "layerwise_rate_error": difference(measured, layerwise),
+        "predicted_delta_norm": np.exp(anchor + profile).tolist(),
+    }
+
+
+def finite_width(config: StudyConfig, x_one: jax.Array, key: jax.Array) -> list[dict[str, Any]]:
+    r""":math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|)` over ``finite_seeds`` single-input networks per
+    (activation, width, depth), with the prediction :math:`\kappa (L-1)/N` (:func:`jaxbp.theory.log_gradient_variance_rate`)."""
+    specs = [
+        NetworkSpec("relu", "he", label="ReLU + He"),
+        NetworkSpec("tanh", "critical", label="tanh at criticality"),
+    ]
+    records = []
+    for spec in specs:
+        for width in config.finite_widths:
+            for depth in config.finite_depths:
+                resolved, stats = delta_statistics(spec, depth, width, config, x_one, key, config.finite_seeds)
+                log_delta = np.log(np.asarray(stats.delta_norm, dtype=np.float64))
+                kappa = theory.log_gradient_variance_rate(resolved.sigma_w2, resolved.sigma_b2, spec.activation)
+                records.append({
+                    **setting_fields(spec, resolved, depth, width),
+                    "depth_over_width": depth / width,
+                    "log_ratio_variance": variance_estimate(log_delta[:, 0] - log_delta[:, -1]),
+                    "log_ratio_mean": estimate(log_delta[:, 0] - log_delta[:, -1]),
+                    "kappa": kappa,
+                    "predicted_variance": kappa * (depth - 1) / width,
+                })  # fmt: skip
+    return records

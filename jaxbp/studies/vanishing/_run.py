@@ -1,0 +1,246 @@
+"""Running the study: sections in order, timing, output directory, command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp import data, theory
+from jaxbp.studies.vanishing import _gradients, _spectra, _training
+from jaxbp.studies.vanishing._config import PRESETS, StudyConfig, StudyConfigError
+from jaxbp.studies.vanishing._settings import exploding_spec, grid_specs, remedy_specs, signal_sigma_w2s, training_specs
+
+DEFAULT_OUT = Path("results") / "vanishing"
+Progress = Callable[[str], None]
+
+
+def prepare_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create ``out_dir``; refuse (``FileExistsError``) if it already holds files, unless
+    ``overwrite`` -- then only the study's own files (:data:`OUTPUT_FILES`) are replaced."""
+    from jaxbp.studies.vanishing._report import OUTPUT_FILES
+
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"vanishing study: output path {path} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"vanishing study: {path} already holds results; choose a new --out directory "
+                "or pass --overwrite to replace the study's files there"
+            )
+        for name in OUTPUT_FILES:
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _environment() -> dict[str, Any]:
+    return {
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _xi_c_curve(config: StudyConfig) -> dict[str, list[float]]:
+    """:math:`\\xi_c(\\sigma_w^2)` on a fine grid over the heatmap's range (for the 6 xi_c overlay)."""
+    grid = np.linspace(min(config.heat_sigma_w2s), max(config.heat_sigma_w2s), 41)
+    return {
+        "sigma_w2": grid.tolist(),
+        "xi_c": [theory.correlation_depth_scale(float(s), config.critical_sigma_b2, "tanh") for s in grid],
+    }
+
+
+def run_study(
+    config: StudyConfig,
+    out_dir: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    progress: Progress | None = _stderr_progress,
+) -> dict[str, Any]:
+    """Run every section, write the outputs into ``out_dir`` (see :data:`OUTPUT_FILES`), return the results."""
+    from jaxbp.studies.vanishing import (
+        _report,  # matplotlib is imported only when needed
+    )
+
+    out = prepare_output_dir(out_dir, overwrite)
+    start = time.perf_counter()
+    timing: dict[str, float] = {}
+
+    def say(message: str) -> None:
+        if progress is not None:
+            progress(f"[{time.perf_counter() - start:7.1f}s] {message}")
+
+    def section(name: str, fn: Callable[[], Any]) -> Any:
+        began = time.perf_counter()
+        value = fn()
+        timing[f"{name}_s"] = time.perf_counter() - began
+        say(f"{name} done in {timing[f'{name}_s']:.1f} s")
+        return value
+
+    key = jax.random.PRNGKey(config.seed)
+    results: dict[str, Any] = {
+        "config": config.to_dict(),
+        "environment": _environment(),
+    }
+    digits_train = data.digits("train", dtype=np.float64)[0]
+    with jax.enable_x64(True):
+        x = jnp.asarray(digits_train[: config.batch_size])
+        results["grid"] = section(
+            "gradient_grid",
+            lambda: [
+                _gradients.measure_gradients(s, d, config, x, key) for d in config.depths for s in grid_specs(config)
+            ],
+        )
+        remedies = section(
+            "remedies",
+            lambda: [
+                _gradients.measure_gradients(s, config.remedy_depth, config, x, key)
+                for s in remedy_specs(config) + [exploding_spec(config)]
+            ],
+        )
+        results["remedies"], results["exploding_profile"] = remedies[:-1], remedies[-1]
+        results["finite_width"] = section(
+            "finite_width",
+            lambda: _gradients.finite_width(config, jnp.asarray(digits_train[:1]), key),
+        )
+        results["spectra"] = section("spectra", lambda: _spectra.jacobian_spectra(config, key))
+        results["signal"] = section(
+            "signal",
+            lambda: _spectra.signal_propagation(config, jnp.asarray(digits_train[:2]), signal_sigma_w2s(config), key),
+        )
+    dataset = data.digits()
+    results["training"] = section(
+        "training",
+        lambda: _training.training_curves(training_specs(config), config, dataset, key),
+    )
+    results["clipping"] = section(
+        "clipping",
+        lambda: _training.clipping_study(exploding_spec(config), config, dataset, key),
+    )
+    heat = section(
+        "trainability",
+        lambda: _training.trainability(
+            config,
+            dataset,
+            key,
+            lambda s: theory.correlation_depth_scale(s, config.critical_sigma_b2, "tanh"),
+        ),
+    )
+    results["trainability"] = {**heat, "xi_c_curve": _xi_c_curve(config)}
+    results["timing"] = timing
+    section("report", lambda: _report.write_outputs(results, out))
+    timing["total_s"] = time.perf_counter() - start
+    _report.write_outputs(results, out, figures=False)  # again, with the final timing
+    say(f"done: wrote {len(_report.OUTPUT_FILES)} files to {out}")
+    return results
+
+
+# ============================================================================ command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The study's options (shared by ``jaxbp vanishing`` and ``experiments/vanishing_gradients.py``)."""
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument(
+        "--full",
+        action="store_true",
+        help="depth 100, wider networks, 64 seeds, finer trainability grid (under 30 minutes)",
+    )
+    size.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a smoke run in seconds (tiny widths and depths)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"output directory (default: a new {DEFAULT_OUT}/run-NNN, numbered after the existing runs); "
+        "the study refuses to write into a directory that already holds files, unless --overwrite",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the study's own files in an existing --out directory",
+    )
+    parser.add_argument(
+        "--depths",
+        type=int,
+        nargs="+",
+        help="override the depths L of the gradient grid (each >= 4)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        help="override the number of networks per gradient setting (>= 2)",
+    )
+    parser.add_argument("--width", type=int, help="override the width of the measured networks")
+    parser.add_argument("--epochs", type=int, help="override the number of training epochs")
+    parser.add_argument("--seed", type=int, help="base random seed (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """The preset chosen by ``--full``/``--tiny`` (else ``default``) with the overrides applied."""
+    preset = "full" if args.full else "tiny" if args.tiny else "default"
+    overrides = {
+        "depths": tuple(args.depths) if args.depths else None,
+        "seeds": args.seeds,
+        "width": args.width,
+        "train_epochs": args.epochs,
+        "seed": args.seed,
+    }
+    return PRESETS[preset].replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def next_run_directory(parent: Path) -> Path:
+    """``parent/run-NNN`` numbered one past the highest existing run, so reruns never collide."""
+    numbers = [int(p.name[4:]) for p in parent.glob("run-*") if p.name[4:].isdigit()] if parent.is_dir() else []
+    return parent / f"run-{max(numbers, default=0) + 1:03d}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the study from parsed arguments; returns the exit status."""
+    out = args.out if args.out is not None else next_run_directory(DEFAULT_OUT)
+    try:
+        config = config_from_args(args)
+        results = run_study(
+            config,
+            out,
+            overwrite=args.overwrite,
+            progress=None if args.quiet else _stderr_progress,
+        )
+    except (FileExistsError, StudyConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"vanishing-gradient study written to {out} in {results['timing']['total_s']:.0f} s; see {Path(out) / 'report.md'}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="The vanishing/exploding-gradient study, measured against mean-field theory."
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,189 @@
+r"""Input-output Jacobian spectra and forward signal propagation of random networks.
+
+* **Jacobian spectrum** (Pennington, Schoenholz & Ganguli 2017): for :math:`J = \partial h_L/\partial h_0`
+  (every layer dense + activation, the input at the fixed point, :math:`h_0 = \phi(\sqrt{q^*} g)`),
+  the rows of :math:`J^\top` are vector-Jacobian products against the standard basis, computed by
+  the hand-written backward rules (``jax.vjp`` of a network built from ops, vmapped over the
+  basis).  One forward pass of the deepest network gives every depth: :math:`h_l = \phi(z_l)`
+  from the recorded taps.  Reported: the squared singular values :math:`s^2`, their mean and
+  variance and :math:`s_{\max}` per seed, against :func:`jaxbp.theory.jacobian_spectrum_moments`.
+* **Signal propagation** (Poole et al. 2016; Schoenholz et al. 2017): the length
+  :math:`q_l = \overline{z_l^2}` and the correlation :math:`c_l` of two inputs' pre-activations,
+  against the length and correlation maps iterated from the measured :math:`(q_1, c_1)`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbp import init as initializers
+from jaxbp import nn, theory
+from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_network, resolve_init, setting_key
+from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
+from jaxbp.studies.vanishing._settings import spectrum_specs
+from jaxbp.studies.vanishing._stats import estimate, rows
+
+
+def _recorded_forward(network: nn.Layer, params: Any, x: jax.Array) -> dict[str, jax.Array]:
+    record: dict[str, jax.Array] = {}
+    network.forward(params, x, (), record=record)
+    return record
+
+
+def _jacobian_singular_values(
+    network: nn.Layer,
+    activation: str,
+    depths: tuple[int, ...],
+    params: Any,
+    x: jax.Array,
+) -> jax.Array:
+    """Singular values of :math:`\\partial h_l / \\partial h_0` for every ``l`` in ``depths``: ``(len(depths), N)``."""
+    phi = nn.activation(activation)
+
+    def hidden(x: jax.Array) -> tuple[jax.Array, ...]:
+        record = _recorded_forward(network, params, x)
+        return tuple(phi.apply((), record[f"z{depth}"]) for depth in depths)
+
+    outputs, vjp = jax.vjp(hidden, x)
+    basis = jnp.eye(x.shape[-1], dtype=x.dtype)
+    values = []
+    for index in range(len(depths)):
+
+        def transposed_row(e: jax.Array, index: int = index) -> jax.Array:
+            cotangents = tuple(e if i == index else jnp.zeros_like(o) for i, o in enumerate(outputs))
+            return vjp(cotangents)[0]
+
+        jac_t = jax.vmap(transposed_row)(basis)  # row k: e_k^T J = (J^T e_k)^T
+        values.append(jnp.linalg.svd(jac_t, compute_uv=False))
+    return jnp.stack(values)
+
+
+@functools.cache
+def _spectrum_function(activation: str, depths: tuple[int, ...], width: int) -> Callable:
+    """``jit(vmap(_jacobian_singular_values))`` over seeds, compiled once per architecture."""
+    network = build_network(
+        NetworkSpec(activation, "glorot"), max(depths), width, width, initializers.dense_init("glorot_normal")
+    )
+    return jax.jit(jax.vmap(functools.partial(_jacobian_singular_values, network, activation, depths)))
+
+
+@functools.cache
+def _forward_function(depth: int, width: int) -> Callable:
+    """``jit(vmap(recorded forward))`` of a tanh network over seeds (the pre-activations of every layer)."""
+    network = build_network(
+        NetworkSpec("tanh", "glorot"), depth, width, width, initializers.dense_init("glorot_normal")
+    )
+    return jax.jit(jax.vmap(functools.partial(_recorded_forward, network), in_axes=(0, None)))
+
+
+def jacobian_spectra(config: StudyConfig, key: jax.Array) -> list[dict[str, Any]]:
+    """One record per spectrum setting (see :func:`spectrum_specs`) with per-depth statistics."""
+    width, depths, seeds = (
+        config.spectrum_width,
+        tuple(config.spectrum_depths),
+        config.spectrum_seeds,
+    )
+    records = []
+    for spec in spectrum_specs(config):
+        resolved = resolve_init(spec, width, config)
+        network = build_network(spec, max(depths), width, width, resolved.dense)
+        init_key, input_key = jax.random.split(setting_key(key, "spectrum", spec.name, width))
+        params = init_stacked(network, resolved.dense, jax.random.split(init_key, seeds), (width,))
+        q_star = theory.fixed_point_q(resolved.sigma_w2, resolved.sigma_b2, spec.activation)
+        x = nn.activation(spec.activation).apply(
+            (),
+            jnp.sqrt(q_star) * jax.random.normal(input_key, (seeds, width), jnp.float64),
+        )
+        singular = np.asarray(_spectrum_function(spec.activation, depths, width)(params, x))
+        s2 = singular**2  # (seeds, depths, N)
+        weights = "orthogonal" if spec.init.startswith("orthogonal") else "gaussian"
+        per_depth = []
+        for i, depth in enumerate(depths):
+            mean, var = theory.jacobian_spectrum_moments(
+                depth, resolved.sigma_w2, resolved.sigma_b2, spec.activation, weights
+            )
+            per_depth.append({
+                "depth": depth,
+                "s2_mean": estimate(s2[:, i].mean(axis=1)),
+                "s2_variance": estimate(s2[:, i].var(axis=1)),
+                "s_max": estimate(singular[:, i].max(axis=1)),
+                "predicted_s2_mean": mean,
+                "predicted_s2_variance": var,
+                "linear_gaussian_s_max": float(np.sqrt(theory.fuss_catalan_edge(depth))),
+                "singular_values": rows(singular[:, i]),
+            })  # fmt: skip
+        records.append(
+            {
+                **setting_fields(spec, resolved, max(depths), width),
+                "weights": weights,
+                "q_star": q_star,
+                "depths": per_depth,
+            }
+        )
+    return records
+
+
+def signal_propagation(
+    config: StudyConfig, x_pair: jax.Array, sigma_w2s: list[float], key: jax.Array
+) -> list[dict[str, Any]]:
+    """Measured :math:`q_l, c_l` of two inputs vs the mean-field maps, tanh at each ``sigma_w2``."""
+    depth, width, seeds, sigma_b2 = (
+        config.signal_depth,
+        config.width,
+        config.signal_seeds,
+        config.critical_sigma_b2,
+    )
+    records = []
+    for sigma_w2 in sigma_w2s:
+        spec = NetworkSpec(
+            "tanh",
+            "mean_field",
+            sigma_w2=sigma_w2,
+            sigma_b2=sigma_b2,
+            label=f"tanh, σw²={sigma_w2:.3g}",
+        )
+        resolved = resolve_init(spec, width, config)
+        network = build_network(spec, depth, width, width, resolved.dense)
+        params = init_stacked(
+            network,
+            resolved.dense,
+            jax.random.split(setting_key(key, "signal", sigma_w2), seeds),
+            tuple(x_pair.shape),
+        )
+        record = _forward_function(depth, width)(params, x_pair)
+        z = np.stack(
+            [np.asarray(record[f"z{l}"], np.float64) for l in range(1, depth + 1)],
+            axis=1,
+        )  # (seeds, L, 2, N)
+        q = np.mean(z**2, axis=-1)  # (seeds, L, 2)
+        c = np.sum(z[..., 0, :] * z[..., 1, :], axis=-1) / np.sqrt(np.prod(np.sum(z**2, axis=-1), axis=-1))
+        q_theory, c_theory = theory.signal_propagation(
+            float(q[:, 0].mean()),
+            float(c[:, 0].mean()),
+            depth,
+            sigma_w2,
+            sigma_b2,
+            "tanh",
+        )
+        c_star = theory.fixed_point_c(sigma_w2, sigma_b2, "tanh")
+        records.append({
+            **setting_fields(spec, resolved, depth, width),
+            "q_star": theory.fixed_point_q(sigma_w2, sigma_b2, "tanh"),
+            "chi1": theory.chi1(sigma_w2, sigma_b2, "tanh"),
+            "c_star": c_star,
+            "chi_c": theory.chi_c(c_star, sigma_w2, sigma_b2, "tanh"),
+            "xi_c": theory.correlation_depth_scale(sigma_w2, sigma_b2, "tanh"),
+            "q_measured": [estimate(q[:, l].mean(axis=-1)) for l in range(depth)],
+            "c_measured": [estimate(c[:, l]) for l in range(depth)],
+            "q_theory": q_theory.tolist(),
+            "c_theory": c_theory.tolist(),
+            "q_last_error": {"mean": float(q[:, -1].mean() - q_theory[-1]), "se": estimate(q[:, -1].mean(axis=-1))["se"]},
+            "c_last_error": {"mean": float(c[:, -1].mean() - c_theory[-1]), "se": estimate(c[:, -1])["se"]},
+        })  # fmt: skip
+    return records
