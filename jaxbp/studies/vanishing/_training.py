@@ -51,7 +51,7 @@ def _epoch_functions(
     def step(carry: tuple, batch: tuple) -> tuple:
         params, opt_state, model_state, learning_rate = carry
         out = train.loss_and_grads(network, params, batch, model_state=model_state)
-        norm = optax.global_norm(out.grads)
+        norm = optax.tree.norm(out.grads)
         updates, opt_state = optimizer.update(out.grads, opt_state, params)
         params = optax.apply_updates(params, jax.tree_util.tree_map(lambda u: learning_rate * u, updates))
         factor = jnp.ones(()) if clip_norm is None else jnp.minimum(1.0, clip_norm / norm)
