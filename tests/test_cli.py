@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jaxbp import cli, models, nn
+from jaxbp.models import _registry
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--data", "xor", "--samples", "160", "--batch-size", "32", "--depth", "1", "--width", "8", "--lr", "0.05"]
@@ -96,7 +97,7 @@ def test_divergence_is_reported_with_exit_code_1(tmp_path, capsys):
 
 
 def test_a_newly_registered_builder_is_usable_without_touching_the_cli(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    monkeypatch.setattr(_registry, "_REGISTRY", dict(_registry._REGISTRY))
 
     @models.register_model("wide_linear")
     def wide_linear(*, num_outputs: int, hidden: int = 4, squash: bool = False) -> nn.Layer:

@@ -21,8 +21,8 @@ def test_mlp_is_registered_and_unknown_names_list_the_choices():
     assert "mlp" in models.model_names()
     spec = models.get_model("mlp")
     assert spec.layout == "flat" and spec.description.startswith("A multi-layer perceptron")
-    with pytest.raises(ValueError, match=r"unknown model 'resnet'; choose one of \[.*'mlp'.*\]"):
-        models.get_model("resnet")
+    with pytest.raises(ValueError, match=r"unknown model 'vgg'; choose one of \[.*'mlp'.*\]"):
+        models.get_model("vgg")
     assert models.model_options("mlp") == {
         "depth": 2, "width": 64, "activation": "relu", "init": "glorot_normal",
         "residual": False, "batch_norm": False, "dropout": 0.0,
