@@ -41,16 +41,22 @@ from jaxbp import reference
 from jaxbp.core import (
     Array,
     accumulation_dtype,
-    as_float_array,
     define_op,
-    require_rank,
+)
+from jaxbp.ops._spatial_checks import (
+    check_bias,
+    check_channels,
+    check_groups,
+    check_padding,
+    checked_params,
+    explicit_padding,
+    require_windows_fit,
+    spatial_ints,
 )
 from jaxbp.reference.conv import (
     Pairs,
     conv_nd,
     dilated_size,
-    output_size,
-    padding_pairs,
     transpose_geometry,
 )
 
@@ -174,113 +180,6 @@ _conv_transpose = define_op(
 )
 
 
-# --------------------------------------------------------------------- validation
-
-
-def spatial_ints(op: str, name: str, value: Any, num_spatial: int, minimum: int = 1) -> tuple[int, ...]:
-    """An int or one int per spatial axis, each >= ``minimum``, as a tuple (stride, dilation, window)."""
-    values = (value,) * num_spatial if isinstance(value, int) and not isinstance(value, bool) else value
-    try:
-        values = tuple(values)
-    except TypeError:
-        raise TypeError(f"{op}: {name} must be an int or {num_spatial} ints, got {value!r}") from None
-    if len(values) != num_spatial or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise TypeError(f"{op}: {name} must be an int or {num_spatial} ints, got {value!r}")
-    if any(v < minimum for v in values):
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return values
-
-
-def check_padding(op: str, padding: Any, num_spatial: int) -> None:
-    """Raise unless ``padding`` is "SAME", "VALID", an int >= 0 or one (lo, hi) pair per axis."""
-    if isinstance(padding, str):
-        if padding.upper() not in ("SAME", "VALID"):
-            raise ValueError(
-                f'{op}: padding must be "SAME", "VALID", an int or {num_spatial} (lo, hi) pairs, got {padding!r}'
-            )
-    elif isinstance(padding, int) and not isinstance(padding, bool):
-        if padding < 0:
-            raise ValueError(f"{op}: padding must be >= 0, got {padding}")
-    else:
-        try:
-            pairs = [tuple(p) for p in padding]
-        except TypeError:
-            raise TypeError(
-                f"{op}: padding must be a string, an int or {num_spatial} (lo, hi) pairs, got {padding!r}"
-            ) from None
-        ok = len(pairs) == num_spatial and all(
-            len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p) for p in pairs
-        )
-        if not ok:
-            raise ValueError(f"{op}: padding must be {num_spatial} (lo, hi) pairs of ints >= 0, got {padding!r}")
-
-
-def explicit_padding(
-    op: str,
-    padding: Any,
-    in_spatial: Sequence[int],
-    window: Sequence[int],
-    stride,
-    dilation,
-) -> Pairs:
-    """Check ``padding`` (see :func:`check_padding`) and return it as explicit (lo, hi) pairs."""
-    check_padding(op, padding, len(in_spatial))
-    return padding_pairs(padding, in_spatial, window, stride, dilation)
-
-
-def require_windows_fit(
-    op: str,
-    x_shape: Sequence[int],
-    window: Sequence[int],
-    stride,
-    dilation,
-    padding: Pairs,
-    what: str,
-) -> None:
-    """Raise unless every spatial axis gives at least one output."""
-    for axis, (n, k, s, d, pad) in enumerate(zip(x_shape[1:-1], window, stride, dilation, padding)):
-        if output_size(n, k, s, d, pad) < 1:
-            raise ValueError(
-                f"{op}: {what} {tuple(window)} (dilation {tuple(dilation)}) is larger than the padded input "
-                f"along spatial axis {axis}: input shape {tuple(x_shape)}, padding {padding}"
-            )
-
-
-def _checked_params(op: str, params: Any, x: Any, num_spatial: int) -> tuple[Array, Array, Array]:
-    if not isinstance(params, dict) or set(params) != {"w", "b"}:
-        found = sorted(params) if isinstance(params, dict) else type(params).__name__
-        raise ValueError(f'{op}: params must be a dict with keys "w" and "b", got {found}')
-    w = as_float_array(op, 'params["w"]', params["w"])
-    b = as_float_array(op, 'params["b"]', params["b"])
-    x = as_float_array(op, "x", x)
-    layout = {1: "(N, W, C)", 2: "(N, H, W, C)"}[num_spatial]
-    if x.ndim != num_spatial + 2:
-        raise ValueError(f"{op}: x must have rank {num_spatial + 2} {layout}, got shape {tuple(x.shape)}")
-    require_rank(op, 'params["w"]', w, rank=num_spatial + 2)
-    return w, b, x
-
-
-def _check_groups(op: str, groups: Any, x: Array) -> int:
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{op}: groups must be an int >= 1, got {groups!r}")
-    if x.shape[-1] % groups:
-        raise ValueError(f"{op}: groups={groups} does not divide the {x.shape[-1]} channels of x {tuple(x.shape)}")
-    return groups
-
-
-def _check_channels(op: str, x: Array, w: Array, per_group: int, groups: int) -> None:
-    if per_group * groups != x.shape[-1]:
-        raise ValueError(
-            f"{op}: x has {x.shape[-1]} channels (shape {tuple(x.shape)}) but w {tuple(w.shape)} expects "
-            f"{per_group * groups} ({per_group} per group x groups={groups})"
-        )
-
-
-def _check_bias(op: str, b: Array, channels: int, w: Array) -> None:
-    if tuple(b.shape) != (channels,):
-        raise ValueError(f"{op}: b must have shape ({channels},) to match w {tuple(w.shape)}, got {tuple(b.shape)}")
-
-
 def _conv_nd(
     op: str,
     num_spatial: int,
@@ -291,14 +190,14 @@ def _conv_nd(
     dilation: Any,
     groups: Any,
 ) -> Array:
-    w, b, x = _checked_params(op, params, x, num_spatial)
-    groups = _check_groups(op, groups, x)
+    w, b, x = checked_params(op, params, x, num_spatial)
+    groups = check_groups(op, groups, x)
     if w.shape[-1] % groups:
         raise ValueError(
             f"{op}: groups={groups} does not divide the {w.shape[-1]} output channels of w {tuple(w.shape)}"
         )
-    _check_channels(op, x, w, w.shape[-2], groups)
-    _check_bias(op, b, w.shape[-1], w)
+    check_channels(op, x, w, w.shape[-2], groups)
+    check_bias(op, b, w.shape[-1], w)
     stride = spatial_ints(op, "stride", stride, num_spatial)
     dilation = spatial_ints(op, "dilation", dilation, num_spatial)
     window = w.shape[:-2]
@@ -388,14 +287,14 @@ def conv_transpose2d(
     transposed convolution's backward is the convolution itself.
     """
     op = "conv_transpose2d"
-    w, b, x = _checked_params(op, params, x, 2)
-    groups = _check_groups(op, groups, x)
+    w, b, x = checked_params(op, params, x, 2)
+    groups = check_groups(op, groups, x)
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(
             f"{op}: x has {x.shape[-1]} channels (shape {tuple(x.shape)}) but w {tuple(w.shape)} expects {w.shape[-1]} "
             "(w is (kh, kw, cout // groups, cin))"
         )
-    _check_bias(op, b, w.shape[-2] * groups, w)
+    check_bias(op, b, w.shape[-2] * groups, w)
     stride = spatial_ints(op, "stride", stride, 2)
     dilation = spatial_ints(op, "dilation", dilation, 2)
     out_pad = spatial_ints(op, "output_padding", output_padding, 2, minimum=0)

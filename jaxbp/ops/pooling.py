@@ -39,7 +39,7 @@ from jax import lax
 
 from jaxbp import reference
 from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op
-from jaxbp.ops.conv import check_padding, require_windows_fit, spatial_ints
+from jaxbp.ops._spatial_checks import check_padding, require_windows_fit, spatial_ints
 from jaxbp.reference.conv import Pairs
 from jaxbp.reference.pooling import pool_geometry, window_counts, window_sum
 
