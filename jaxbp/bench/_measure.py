@@ -297,6 +297,8 @@ def machine_info() -> dict[str, Any]:
     import jaxlib
 
     device = jax.devices()[0]
+    torch_version: str | None
+    torch_threads: int | None
     try:
         import torch
 

@@ -65,10 +65,18 @@ def torch_resnet_step(torch: Any, params: Any, x: Any, labels: Any, learning_rat
     for layer in params:
         if isinstance(layer, dict) and layer["w"].ndim == 4:
             stem = conv_fn(layer)
-            program.append(lambda h, stem=stem: torch.relu(stem(h, 1)))
+
+            def stem_layer(h: Any, stem: Callable[[Any, int], Any] = stem) -> Any:
+                return torch.relu(stem(h, 1))
+
+            program.append(stem_layer)
         elif isinstance(layer, dict):
             w, b = tensor(layer["w"]), tensor(layer["b"])
-            program.append(lambda h, w=w, b=b: torch.addmm(b, h.mean((2, 3)), w))
+
+            def head(h: Any, w: Any = w, b: Any = b) -> Any:
+                return torch.addmm(b, h.mean((2, 3)), w)
+
+            program.append(head)
         elif isinstance(layer, tuple) and layer and isinstance(layer[0], tuple):
             first, second = (conv_fn(p) for p in layer[0] if isinstance(p, dict))
             projection = conv_fn(layer[1]) if len(layer) == 2 else None

@@ -19,7 +19,8 @@ Run: ``python -m jaxbp.bench.remat [--tiny] [--repeats N]``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -35,7 +36,7 @@ from jaxbp.bench._measure import (
 
 NUM_CLASSES = 10
 DEPTH, WIDTH, BATCH, SEGMENTS = 32, 128, 2048, (1, 2, 4, 8)
-TINY = (4, 8, 4, (2,))
+TINY: tuple[int, int, int, tuple[int, ...]] = (4, 8, 4, (2,))
 
 
 def deep_mlp(depth: int, width: int, segment: int = 0, activation: str = "tanh") -> nn.Layer:
@@ -69,7 +70,7 @@ def measure(
     layer_params, _ = deep_mlp(depth, width).init(jax.random.key(0), (batch, features))
     x = jax.random.normal(jax.random.key(1), (batch, features))
     labels = jax.random.randint(jax.random.key(2), (batch,), 0, NUM_CLASSES)
-    variants = {}
+    variants: dict[int, tuple[Callable[..., jax.Array], Any, Callable[..., Any]]] = {}
     for segment in (0, *segments):
         model = deep_mlp(depth, width, segment)
 
@@ -82,11 +83,11 @@ def measure(
             jax.jit(jax.grad(loss)),
         )
     timings = time_variants(
-        {str(s): (lambda g=g, p=p: g(p, x, labels)) for s, (_, p, g) in variants.items()},
+        {str(s): functools.partial(g, p, x, labels) for s, (_, p, g) in variants.items()},
         repeats,
     )
     baseline = jax.tree_util.tree_leaves(variants[0][2](variants[0][1], x, labels))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for segment, (loss, params, grad) in variants.items():
         rows.append(
             {

@@ -13,7 +13,7 @@ Run: ``python -m jaxbp.bench.scaling [--tiny] [--repeats N]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 from jaxbp.bench._measure import section_main, sgd_step, time_variants
 from jaxbp.bench.gradients import fitted_slope
@@ -23,7 +23,18 @@ from jaxbp.gradcheck import strip_custom_vjps
 INPUTS, WIDTH, CLASSES = 784, 512, 10
 BATCHES, BATCH_DEPTH = (16, 32, 64, 128, 256, 512), 3
 DEPTHS, DEPTH_BATCH = (1, 2, 4, 8), 128
-TINY = {
+
+
+class _Sizes(TypedDict):
+    inputs: int
+    width: int
+    batches: tuple[int, ...]
+    batch_depth: int
+    depths: tuple[int, ...]
+    depth_batch: int
+
+
+TINY: _Sizes = {
     "inputs": 8,
     "width": 8,
     "batches": (2, 4),
@@ -52,7 +63,7 @@ def step_times(widths: Sequence[int], batch: int, repeats: int) -> dict[str, flo
 
 def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
     """Rows for the batch sweep (``sweep="batch"``) and the depth sweep (``sweep="depth"``), with slopes."""
-    size = (
+    size: _Sizes = (
         TINY
         if tiny
         else {
@@ -65,7 +76,7 @@ def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
         }
     )
     classes = 2 if tiny else CLASSES
-    rows = []
+    rows: list[dict[str, Any]] = []
     for batch in size["batches"]:
         widths = (size["inputs"], *[size["width"]] * size["batch_depth"], classes)
         rows.append(

@@ -22,7 +22,7 @@ Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on this op.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +91,7 @@ def _scan_inputs(k: Array, v: Array, mask: Array | None, blocks: _Blocks) -> tup
     xs = _KeyBlock(
         _key_blocks(k, blocks, 1),
         _key_blocks(v, blocks, 1),
-        _key_blocks(grouped_mask, blocks, 4) if per_block_mask else None,
+        _key_blocks(cast(Array, grouped_mask), blocks, 4) if per_block_mask else None,  # per_block_mask implies a mask
         jnp.arange(blocks.num_blocks) * blocks.block,
     )
     return xs, None if per_block_mask else grouped_mask

@@ -21,7 +21,7 @@ Nothing here validates input; :mod:`jaxbp.ops.conv` does.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import jax.numpy as jnp
 from jax import lax
@@ -54,10 +54,11 @@ def padding_pairs(
     dilation = dilation or (1,) * num_spatial
     if isinstance(padding, str):
         spans = [dilated_size(k, d) for k, d in zip(window, dilation)]
-        return tuple(tuple(p) for p in lax.padtype_to_pads(in_spatial, spans, stride, padding.upper()))
+        return cast(Pairs, tuple(tuple(p) for p in lax.padtype_to_pads(in_spatial, spans, stride, padding.upper())))
     if isinstance(padding, int):
         return ((padding, padding),) * num_spatial
-    return tuple((int(lo), int(hi)) for lo, hi in padding)
+    # ``str`` was handled above, but mypy does not narrow it out of ``Sequence[Any]``.
+    return tuple((int(lo), int(hi)) for lo, hi in cast("Sequence[Sequence[Any]]", padding))
 
 
 def output_size(n: int, k: int, stride: int, dilation: int, pad: tuple[int, int]) -> int:

@@ -96,7 +96,7 @@ def avg_pool2d(
     window, stride, pads = pool_geometry(x.shape, window, stride, padding)
     sums = window_sum(in_accumulation_dtype(x), window, stride, pads)
     if count_include_pad:
-        count = float(math.prod(window))
+        count: float | Array = float(math.prod(window))
     else:
         count = window_counts(x.shape[1:-1], window, stride, pads)
     return (sums / count).astype(x.dtype)

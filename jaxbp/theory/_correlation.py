@@ -24,6 +24,7 @@ tensor product of the composite Gauss--Legendre rule of :func:`gaussian_expectat
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from jaxbp.theory._gaussian import (
     _check_activation,
     _check_nonnegative,
     _composite_rule,
+    _Hyper,
     activation_and_derivative,
 )
 from jaxbp.theory._length import chi1, chi_at_q, fixed_point_q, length_map
@@ -118,7 +120,7 @@ def correlation_map(
     h = _check_activation(activation, hyper)
     _check_nonnegative(sigma_w2=sigma_w2, sigma_b2=sigma_b2, q=q)
     _check_c(c)
-    q_next = length_map(q, sigma_w2, sigma_b2, activation, **h)
+    q_next = length_map(q, sigma_w2, sigma_b2, activation, **cast(_Hyper, h))
     return (sigma_w2 * _expect_pair(activation, h, q, c, False) + sigma_b2) / q_next
 
 
@@ -153,7 +155,7 @@ def fixed_point_c(
         return (sigma_w2 * _expect_pair(activation, h, q, c, False) + sigma_b2) / q - c
 
     lo, hi = 0.0, 1.0 - _C_GAP
-    if chi1(sigma_w2, sigma_b2, activation, **h) <= 1.0 or g(hi) >= 0.0:
+    if chi1(sigma_w2, sigma_b2, activation, **cast(_Hyper, h)) <= 1.0 or g(hi) >= 0.0:
         return 1.0
     if g(lo) <= 0.0:
         return 0.0
@@ -192,7 +194,7 @@ def signal_propagation(
                 ),
             )
         )
-        qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **hyper))
+        qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper)))
     return np.array(qs), np.array(cs)
 
 
@@ -212,7 +214,7 @@ def critical_line_point(
             f"critical_line_point: q_star must be finite and > 0, got {q_star!r}"
         )
     sigma_w2 = 1.0 / chi_at_q(q_star, 1.0, activation, **h)
-    sigma_b2 = q_star - length_map(q_star, sigma_w2, 0.0, activation, **h)
+    sigma_b2 = q_star - length_map(q_star, sigma_w2, 0.0, activation, **cast(_Hyper, h))
     if sigma_b2 < -1e-12 * q_star:
         raise ValueError(
             f"critical_line_point: q_star={q_star} needs sigma_b2 = {sigma_b2:.3g} < 0 for {activation!r}"

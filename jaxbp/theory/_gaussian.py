@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 
@@ -22,6 +23,13 @@ _HYPER_DEFAULTS: dict[str, dict[str, float]] = {
     "leaky_relu": {"negative_slope": 0.01},
     "elu": {"alpha": 1.0},
 }
+
+
+class _Hyper(TypedDict, total=False):
+    """Static type of a (validated) activation-hyperparameter dict forwarded as ``**hyper``."""
+
+    negative_slope: float
+    alpha: float
 
 
 # --------------------------------------------------------------------------- validation

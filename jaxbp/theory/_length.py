@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from jaxbp.theory._gaussian import (
     _check_q,
     _expect_sq,
     _homogeneous_c,
+    _Hyper,
     activation_and_derivative,
 )
 
@@ -174,7 +176,7 @@ def chi1(
     if c is not None:
         return c * sigma_w2
     _, dphi = activation_and_derivative(activation, **h)
-    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, q0=q0, degree=degree, **h)
+    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, q0=q0, degree=degree, **cast(_Hyper, h))
     if math.isinf(q_star) or q_star == 0.0:
         # q* -> inf or q* = 0: the q -> inf / q -> 0+ limit of E[phi'(sqrt(q) z)^2] is the
         # mean of phi'^2 on the two sides (of infinity / of the possible kink at 0).
@@ -334,7 +336,7 @@ def log_delta_profile(
         )
     qs = [float(q1)]
     for _ in range(depth - 2):
-        qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **hyper))
+        qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper)))
     half_log_chi = np.array(
         [
             0.5 * math.log(chi_at_q(q, sigma_w2, activation, **hyper))

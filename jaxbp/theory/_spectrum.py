@@ -23,9 +23,11 @@ value :math:`(L+1)^{L+1}/L^L \approx e(L+1)`.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from jaxbp.theory._gaussian import (
     _check_activation,
+    _Hyper,
     activation_and_derivative,
     gaussian_expectation,
 )
@@ -74,13 +76,13 @@ def jacobian_spectrum_moments(
         raise ValueError(
             f"jacobian_spectrum_moments: depth must be a positive integer, got {depth!r}"
         )
-    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **hyper)
+    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
     if math.isinf(q_star):
         raise ValueError(
             f"jacobian_spectrum_moments: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}"
         )
     mu1, mu2 = derivative_moments(q_star, activation, **hyper)
-    chi = chi1(sigma_w2, sigma_b2, activation, **hyper)
+    chi = chi1(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
     return chi**depth, chi ** (2 * depth) * depth * (
         mu2 / mu1**2 - 1.0 - WEIGHT_S1[weights]
     )
@@ -105,7 +107,7 @@ def log_gradient_variance_rate(
     :math:`\kappa = (3\mu_2/\mu_1^2 - 1)/4`.  ReLU: :math:`\mu_2/\mu_1^2 = 2`, :math:`\kappa = 5/4`
     (Hanin 2018: fluctuations :math:`\propto e^{5\sum_l 1/n_l}` of the squared gradient).
     """
-    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **hyper)
+    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
     if math.isinf(q_star):
         raise ValueError(
             f"log_gradient_variance_rate: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}"

@@ -41,7 +41,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import numpy as np
@@ -109,7 +109,7 @@ def data_parallel(
             )
         chosen = list(available[:devices])
     else:
-        chosen = list(devices)
+        chosen = list(cast("Sequence[jax.Device]", devices))
         if not chosen or not all(isinstance(device, jax.Device) for device in chosen):
             raise TypeError(
                 f"data_parallel: devices must be a count, a non-empty sequence of jax devices or None, got {devices!r}"

@@ -59,7 +59,8 @@ def _isometry(results: dict[str, Any]) -> dict[str, Any] | None:
 
 def _trainability(results: dict[str, Any]) -> dict[str, Any]:
     t = results["trainability"]
-    inside, outside = [], []
+    inside: list[float | None] = []
+    outside: list[float | None] = []
     for depth, row in zip(t["depths"], t["test_accuracy"]):
         for xi, accuracy in zip(t["xi_c"], row):
             (inside if depth <= 6 * xi else outside).append(accuracy["mean"])

@@ -47,10 +47,6 @@ def _draw(sampler: Callable, shape: tuple[int, ...], dtype: Any, key: jax.Array)
     return sampler(key, shape, dtype)
 
 
-def _draw(sampler: Callable, shape: tuple[int, ...], dtype: Any, key: jax.Array) -> jax.Array:
-    return sampler(key, shape, dtype)
-
-
 def init_stacked(
     network: nn.Layer,
     dense: initializers.DenseInit,

@@ -48,7 +48,7 @@ def _epoch_functions(
     )
     optimizer = train.make_optimizer(1.0, name="momentum", clip_norm=clip_norm)
 
-    def step(carry: tuple, batch: tuple) -> tuple:
+    def step(carry: tuple, batch: tuple) -> tuple[tuple, tuple[jax.Array, jax.Array, jax.Array]]:
         params, opt_state, model_state, learning_rate = carry
         out = train.loss_and_grads(network, params, batch, model_state=model_state)
         norm = optax.tree.norm(out.grads)
