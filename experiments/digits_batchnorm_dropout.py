@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbp import data, models, nn, ops
+from jaxbp import data, models, ops
 
 
 class Result(NamedTuple):
@@ -54,7 +54,9 @@ def train_and_evaluate(
     """Train the batch-norm + dropout MLP on digits and measure test accuracy in both modes."""
     start = time.perf_counter()
     dataset = data.digits()
-    net = models.mlp([*hidden, data.DIGITS_NUM_CLASSES], "relu", "he_normal", batch_norm=True, dropout_rate=dropout_rate)
+    net = models.mlp(
+        [*hidden, data.DIGITS_NUM_CLASSES], "relu", "he_normal", batch_norm=True, dropout_rate=dropout_rate
+    )
     init_key, data_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
     params, _ = net.init(init_key, (batch_size, dataset.x_train.shape[1]))
     initial_state = net.init_state(params)
@@ -117,8 +119,10 @@ def main(argv: Sequence[str] | None = None) -> Result:
         learning_rate=args.learning_rate,
         seed=args.seed,
     )
-    print(f"digits MLP 64-128-128-10, batch norm + dropout {args.dropout_rate}: {result.steps} steps, "
-          f"final train loss {result.final_loss:.4f}, {result.seconds:.1f} s")
+    print(
+        f"digits MLP 64-128-128-10, batch norm + dropout {args.dropout_rate}: {result.steps} steps, "
+        f"final train loss {result.final_loss:.4f}, {result.seconds:.1f} s"
+    )
     print(f"  test accuracy, train mode (batch statistics, dropout on) : {result.train_mode_accuracy:.4f}")
     print(f"  test accuracy, eval mode  (running statistics)           : {result.eval_mode_accuracy:.4f}")
     print(f"  test accuracy, eval mode with the initial state (0, 1)   : {result.initial_state_accuracy:.4f}")

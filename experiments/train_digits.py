@@ -26,13 +26,19 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     dataset = data.digits()
-    model = models.build_model("mlp", num_outputs=data.DIGITS_NUM_CLASSES, depth=3, width=128, init="he_normal", batch_norm=True, dropout=0.1)
+    model = models.build_model(
+        "mlp", num_outputs=data.DIGITS_NUM_CLASSES, depth=3, width=128, init="he_normal", batch_norm=True, dropout=0.1
+    )
     config = train.TrainConfig(
         epochs=args.epochs, batch_size=64, learning_rate=3e-3, clip_norm=1.0, accumulate=2, precision=args.precision,
     )  # fmt: skip
-    result = train.fit(model, dataset.train, config, test_data=dataset.test, checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    result = train.fit(
+        model, dataset.train, config, test_data=dataset.test, checkpoint_dir=args.checkpoint_dir, resume=args.resume
+    )
     best = max(result.history, key=lambda record: record["test_accuracy"])
-    print(f"best test accuracy {best['test_accuracy']:.4f} at epoch {best['epoch']}; final train loss {result.history[-1]['train_loss']:.4f}")
+    print(
+        f"best test accuracy {best['test_accuracy']:.4f} at epoch {best['epoch']}; final train loss {result.history[-1]['train_loss']:.4f}"
+    )
     return result.history
 
 

@@ -48,7 +48,9 @@ def _number(kind: type, minimum: float, inclusive: bool) -> Callable[[str], Any]
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if not (value >= minimum if inclusive else value > minimum) or value != value:
             raise argparse.ArgumentTypeError(f"must be {relation} {minimum:g}, got {text}")
         return value
@@ -88,31 +90,66 @@ def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     run = parser.add_argument_group("run")
     run.add_argument("--model", default="mlp", choices=models.model_names(), help="network builder (default: mlp)")
     run.add_argument("--data", default="digits", choices=list(data.DATA_SETS), help="data set (default: digits)")
-    run.add_argument("--samples", type=positive_int, default=1000, help="examples generated for xor/spirals (default: 1000)")
+    run.add_argument(
+        "--samples", type=positive_int, default=1000, help="examples generated for xor/spirals (default: 1000)"
+    )
     run.add_argument("--epochs", type=positive_int, default=10, help="epochs to train in total (default: 10)")
     run.add_argument("--batch-size", type=positive_int, default=64, help="examples per step (default: 64)")
     run.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
-    run.add_argument("--optimizer", default="adam", choices=train.optimizer_names(), help="optax optimizer (default: adam)")
-    run.add_argument("--clip", type=positive_float, default=None, metavar="NORM", help="clip gradients to this global norm")
-    run.add_argument("--accumulate", type=positive_int, default=1, metavar="K", help="accumulate K micro-batches per update")
-    run.add_argument("--precision", default="f32", choices=precision.policy_names(), help="compute dtype (f16 uses dynamic loss scaling)")
+    run.add_argument(
+        "--optimizer", default="adam", choices=train.optimizer_names(), help="optax optimizer (default: adam)"
+    )
+    run.add_argument(
+        "--clip", type=positive_float, default=None, metavar="NORM", help="clip gradients to this global norm"
+    )
+    run.add_argument(
+        "--accumulate", type=positive_int, default=1, metavar="K", help="accumulate K micro-batches per update"
+    )
+    run.add_argument(
+        "--precision",
+        default="f32",
+        choices=precision.policy_names(),
+        help="compute dtype (f16 uses dynamic loss scaling)",
+    )
     run.add_argument("--seed", type=non_negative_int, default=0, help="root PRNG seed: init, shuffling, dropout")
     run.add_argument("--checkpoint-dir", type=Path, default=None, help="save a checkpoint after every epoch here")
     run.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --checkpoint-dir")
     run.add_argument("--keep", type=positive_int, default=3, help="checkpoints to keep (default: 3)")
-    run.add_argument("--history", type=Path, default=None, help="JSON history path (default: CHECKPOINT_DIR/history.json or results/train_MODEL_DATA.json)")
+    run.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="JSON history path (default: CHECKPOINT_DIR/history.json or results/train_MODEL_DATA.json)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress output")
-    run.add_argument("--devices", type=positive_int, default=None, metavar="N", help="data parallel over the first N devices; --batch-size must be divisible by N (default: all)")
+    run.add_argument(
+        "--devices",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="data parallel over the first N devices; --batch-size must be divisible by N (default: all)",
+    )
 
     model = parser.add_argument_group("model options", "passed to the builder only when given")
     model.add_argument("--depth", type=non_negative_int, help="hidden layers")
     model.add_argument("--width", type=positive_int, help="units per hidden layer")
     model.add_argument("--activation", choices=sorted(nn.ACTIVATIONS), help="hidden activation")
     model.add_argument("--init", choices=weight_schemes(), help="weight initialisation scheme")
-    model.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None, help="skip connections around hidden layers")
-    model.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation in hidden layers")
+    model.add_argument(
+        "--residual", action=argparse.BooleanOptionalAction, default=None, help="skip connections around hidden layers"
+    )
+    model.add_argument(
+        "--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation in hidden layers"
+    )
     model.add_argument("--dropout", type=_rate, help="dropout rate in [0, 1)")
-    model.add_argument("--model-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE", help="any builder option (repeatable)")
+    model.add_argument(
+        "--model-option",
+        type=_key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any builder option (repeatable)",
+    )
 
 
 def _model_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,7 +164,9 @@ def _model_options(args: argparse.Namespace) -> dict[str, Any]:
 def _write_json(path: Path, payload: Any) -> None:
     """Write ``payload`` as JSON atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as handle:
         json.dump(payload, handle, indent=2)
     os.replace(handle.name, path)
 
@@ -164,10 +203,18 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"jaxbp train: error: {error}", file=sys.stderr)
         return 1
 
-    final = {k: v for k, v in result.history[-1].items() if k not in ("seconds", "examples_per_second")} if result.history else {}
+    final = (
+        {k: v for k, v in result.history[-1].items() if k not in ("seconds", "examples_per_second")}
+        if result.history
+        else {}
+    )
     history_path = args.history
     if history_path is None:
-        history_path = args.checkpoint_dir / "history.json" if args.checkpoint_dir else Path("results") / f"train_{args.model}_{args.data}.json"
+        history_path = (
+            args.checkpoint_dir / "history.json"
+            if args.checkpoint_dir
+            else Path("results") / f"train_{args.model}_{args.data}.json"
+        )
     _write_json(history_path, {**run_info, "config": config.to_dict(), "history": result.history, "final": final})
     print(f"final  {format_metrics({k: v for k, v in final.items() if k != 'epoch'})}")
     print(f"history written to {history_path}")

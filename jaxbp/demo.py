@@ -18,7 +18,9 @@ def print_single_neuron() -> None:
     step = worked_examples.single_neuron()
     print("Seed 000 -- one sigmoid neuron: x=0.5, y_true=1.0, w=0.2, b=0.1, lr=0.01, L = 1/2 (y_hat - y)^2")
     print(f"  forward   z = w x + b = {step.z:.6f}   y_hat = sigma(z) = {step.y_hat:.6f}   L = {step.loss:.6f}")
-    print(f"  chain     dL/dy_hat = {step.dL_dy_hat:.6f}   dy_hat/dz = {step.dy_hat_dz:.6f}   dz/dw = {step.dz_dw}   dz/db = {step.dz_db}")
+    print(
+        f"  chain     dL/dy_hat = {step.dL_dy_hat:.6f}   dy_hat/dz = {step.dy_hat_dz:.6f}   dz/dw = {step.dz_dw}   dz/db = {step.dz_db}"
+    )
     print(f"  gradient  dL/dw = {step.dL_dw:.6f}   dL/db = {step.dL_db:.6f}")
     print(f"  update    w = {step.w_updated:.6f}   b = {step.b_updated:.6f}")
 
@@ -37,7 +39,9 @@ def print_two_layer() -> None:
         {"w": jnp.array([[0.5, -0.3, 0.8], [0.2, 0.4, -0.1]]), "b": jnp.array([0.1, 0.0, -0.2])},
         {"w": jnp.array([[0.7], [-0.5], [0.3]]), "b": jnp.array([0.05])},
     )
-    print("Seed 002 -- 2-layer walkthrough: z1 = x W1 + b1, h = relu(z1), z2 = h W2 + b2, y_hat = sigma(z2), L = (y_hat - y)^2")
+    print(
+        "Seed 002 -- 2-layer walkthrough: z1 = x W1 + b1, h = relu(z1), z2 = h W2 + b2, y_hat = sigma(z2), L = (y_hat - y)^2"
+    )
     for name, value in worked_examples.two_layer_walkthrough(x, y, params).items():
         print(f"  {name:<9} {jnp.round(value, 6).tolist()}")
 
@@ -45,7 +49,9 @@ def print_two_layer() -> None:
 def print_xor(epochs: int = 1000) -> None:
     """Seed 003: the XOR-like task trained with manual gradients, checked at step 0."""
     result = worked_examples.train_xor(epochs=epochs)
-    print("Seed 003 -- XOR-like task, 2-8-1 ReLU/sigmoid net, BCE, full-batch GD lr=0.5, jit-compiled, manual gradients")
+    print(
+        "Seed 003 -- XOR-like task, 2-8-1 ReLU/sigmoid net, BCE, full-batch GD lr=0.5, jit-compiled, manual gradients"
+    )
     print("  gradient check at step 0:")
     print("\n".join("    " + line for line in str(result.gradient_report).splitlines()))
     for epoch, loss, accuracy in zip(result.epochs, result.losses, result.accuracies):

@@ -49,7 +49,7 @@ _TINY = 1e-300
 
 
 def _require_x64(caller: str) -> None:
-    if not jax.config.jax_enable_x64:
+    if not jax.config.read("jax_enable_x64"):
         raise RuntimeError(
             f"{caller} needs float64, which JAX disables by default. "
             "Wrap the call in `with jax.enable_x64(True):` or set JAX_ENABLE_X64=1."

@@ -43,7 +43,9 @@ def variance_scaling(scale: float, mode: str = "fan_in", distribution: str = "no
     if mode not in ("fan_in", "fan_out", "fan_avg"):
         raise ValueError(f'variance_scaling: mode must be "fan_in", "fan_out" or "fan_avg", got {mode!r}')
     if distribution not in ("normal", "truncated_normal", "uniform"):
-        raise ValueError(f'variance_scaling: distribution must be "normal", "truncated_normal" or "uniform", got {distribution!r}')
+        raise ValueError(
+            f'variance_scaling: distribution must be "normal", "truncated_normal" or "uniform", got {distribution!r}'
+        )
     return initializers.variance_scaling(scale, mode, distribution)  # type: ignore[arg-type]  # checked above
 
 
@@ -144,4 +146,3 @@ def dense_init(scheme: str | DenseInit | Initializer = "glorot_normal", **option
 def weight_schemes() -> list[str]:
     """The scheme names :func:`dense_init` accepts."""
     return sorted(_WEIGHT_SCHEMES)
-

@@ -58,7 +58,9 @@ def _eval_stripped(jaxpr: Jaxpr, consts: Sequence, *args: Any) -> list:
         invals = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
         inline = _sub_jaxpr(eqn.params.get("call_jaxpr" if name == _CUSTOM_VJP else "jaxpr"))
-        if name == _CUSTOM_VJP or (inline and name in ("jit", "pjit", "closed_call", "checkpoint", "remat")):
+        if inline is not None and (
+            name == _CUSTOM_VJP or name in ("jit", "pjit", "closed_call", "checkpoint", "remat")
+        ):
             body, body_consts = inline
             outs = _eval_stripped(body, body_consts, *invals)
         else:

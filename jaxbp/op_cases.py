@@ -29,7 +29,6 @@ import numpy as np
 from jaxbp import ops
 from jaxbp.gradcheck import check_gradients
 
-
 Shape = tuple[int, ...]
 ShapeSampler = Callable[[np.random.Generator], Shape]
 
@@ -80,7 +79,10 @@ def _pair(second: Callable[[int, tuple[int, ...]], jax.Array], scale: float = 1.
 def _dense_args(seed, shape):
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     out = 1 + seed % 4
-    params = {"w": jax.random.normal(k1, (shape[-1], out), jnp.float64), "b": jax.random.normal(k2, (out,), jnp.float64)}
+    params = {
+        "w": jax.random.normal(k1, (shape[-1], out), jnp.float64),
+        "b": jax.random.normal(k2, (out,), jnp.float64),
+    }
     return params, jax.random.normal(k3, shape, jnp.float64)
 
 
@@ -106,7 +108,10 @@ def _at_least(shape: tuple[int, ...], axis: int, size: int) -> tuple[int, ...]:
 
 def _norm_params(seed, features):
     k1, k2 = jax.random.split(jax.random.key(seed))
-    return {"gamma": 1 + 0.5 * jax.random.normal(k1, (features,), jnp.float64), "beta": jax.random.normal(k2, (features,), jnp.float64)}
+    return {
+        "gamma": 1 + 0.5 * jax.random.normal(k1, (features,), jnp.float64),
+        "beta": jax.random.normal(k2, (features,), jnp.float64),
+    }
 
 
 def _batch_norm_args(seed, shape):
@@ -157,7 +162,10 @@ def _recurrent_args(num_gates: int, biases: tuple[str, ...], lstm_state: bool = 
 
     def make(seed, shape):
         batch, time, features, hidden = shape
-        params = {"w_ih": normal(seed, (features, num_gates * hidden), 0.7), "w_hh": normal(seed + 1, (hidden, num_gates * hidden), 0.7)}
+        params = {
+            "w_ih": normal(seed, (features, num_gates * hidden), 0.7),
+            "w_hh": normal(seed + 1, (hidden, num_gates * hidden), 0.7),
+        }
         params.update({name: normal(seed + 2 + i, (num_gates * hidden,), 0.5) for i, name in enumerate(biases)})
         h0 = normal(seed + 5, (batch, hidden))
         state = (h0, normal(seed + 6, (batch, hidden))) if lstm_state else h0
@@ -209,16 +217,25 @@ CASES: dict[str, OpCase] = {
     "batch_norm": OpCase(lambda params, x: ops.batch_norm(params, x), _batch_norm_args, min_rank=2),
     "batch_norm_eval": OpCase(_batch_norm_eval, _batch_norm_eval_args, min_rank=2),
     "layer_norm": OpCase(ops.layer_norm, _layer_norm_args),
-    "dropout": OpCase(lambda x, key: ops.dropout(x, key, 0.3, train=True), lambda seed, shape: (normal(seed, shape), jax.random.key(seed))),
-    "attention": OpCase(lambda q, k, v: ops.attention(q, k, v, block_size=2), _attention_args(1), sample_shape=attention_shape),
+    "dropout": OpCase(
+        lambda x, key: ops.dropout(x, key, 0.3, train=True),
+        lambda seed, shape: (normal(seed, shape), jax.random.key(seed)),
+    ),
+    "attention": OpCase(
+        lambda q, k, v: ops.attention(q, k, v, block_size=2), _attention_args(1), sample_shape=attention_shape
+    ),
     "attention_causal_grouped": OpCase(
-        lambda q, k, v: ops.attention(q, k, v, causal=True, block_size=3), _attention_args(2), sample_shape=attention_shape
+        lambda q, k, v: ops.attention(q, k, v, causal=True, block_size=3),
+        _attention_args(2),
+        sample_shape=attention_shape,
     ),
     "rnn": OpCase(lambda p, x, h, n: ops.rnn(p, x, h), _recurrent_args(1, ("b",)), sample_shape=recurrent_shape),
     "lstm_lengths": OpCase(
         lambda p, x, s, n: ops.lstm(p, x, s, lengths=n), _recurrent_args(4, ("b",), True), sample_shape=recurrent_shape
     ),
-    "gru": OpCase(lambda p, x, h, n: ops.gru(p, x, h), _recurrent_args(3, ("b_ih", "b_hh")), sample_shape=recurrent_shape),
+    "gru": OpCase(
+        lambda p, x, h, n: ops.gru(p, x, h), _recurrent_args(3, ("b_ih", "b_hh")), sample_shape=recurrent_shape
+    ),
     "embedding": OpCase(ops.embedding, _embedding_args, min_rank=2),
     "conv2d_strided_grouped": OpCase(
         lambda p, x: ops.conv2d(p, x, stride=(2, 1), padding=((1, 2), (0, 1)), dilation=(1, 2), groups=2),
@@ -254,7 +271,9 @@ def sweep(names: list[str], num_shapes: int, seed: int = 0) -> dict[str, dict[st
 
 def format_table(worst: dict[str, dict[str, float]]) -> str:
     lines = ["| op | shapes | worst vs jax.grad(reference) | worst vs finite differences |", "|---|---|---|---|"]
-    lines += [f"| `{name}` | {e['shapes']} | {e['vs_reference']:.1e} | {e['vs_numerical']:.1e} |" for name, e in worst.items()]
+    lines += [
+        f"| `{name}` | {e['shapes']} | {e['vs_reference']:.1e} | {e['vs_numerical']:.1e} |" for name, e in worst.items()
+    ]
     return "\n".join(lines)
 
 

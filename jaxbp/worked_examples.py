@@ -44,7 +44,9 @@ class SingleNeuronStep:
     b_updated: float
 
 
-def single_neuron(x: float = 0.5, y_true: float = 1.0, w: float = 0.2, b: float = 0.1, lr: float = 0.01) -> SingleNeuronStep:
+def single_neuron(
+    x: float = 0.5, y_true: float = 1.0, w: float = 0.2, b: float = 0.1, lr: float = 0.01
+) -> SingleNeuronStep:
     """Seed 000: ``z = w x + b``, ``y_hat = sigma(z)``, ``L = 1/2 (y_hat - y_true)^2``.
 
     The gradient is ``jax.grad`` of the loss built from jaxbp ops, i.e. the product of
@@ -130,10 +132,14 @@ def two_layer_walkthrough(x: jax.Array, y: jax.Array, params: tuple[dict, dict])
         "z2": jnp.zeros((x.shape[0], second["w"].shape[1])),
         "y_hat": jnp.zeros((x.shape[0], second["w"].shape[1])),
     }
-    (loss, values), (dparams, dtaps) = jax.value_and_grad(loss_with_taps, argnums=(0, 1), has_aux=True)(params, zero_taps)
+    (loss, values), (dparams, dtaps) = jax.value_and_grad(loss_with_taps, argnums=(0, 1), has_aux=True)(
+        params, zero_taps
+    )
     result: dict[str, Any] = {"loss": loss, **values}
     result.update({f"dL/d{name}": value for name, value in dtaps.items()})
-    result.update({"dL/dW1": dparams[0]["w"], "dL/db1": dparams[0]["b"], "dL/dW2": dparams[1]["w"], "dL/db2": dparams[1]["b"]})
+    result.update(
+        {"dL/dW1": dparams[0]["w"], "dL/db1": dparams[0]["b"], "dL/dW2": dparams[1]["w"], "dL/db2": dparams[1]["b"]}
+    )
     return result
 
 
@@ -155,7 +161,9 @@ def xor_network() -> nn.Layer:
     return models.mlp([8, 1], "relu", XOR_INIT)
 
 
-def train_xor(num_samples: int = 100, epochs: int = 1000, lr: float = 0.5, seed: int = 42, report_every: int = 200) -> XorResult:
+def train_xor(
+    num_samples: int = 100, epochs: int = 1000, lr: float = 0.5, seed: int = 42, report_every: int = 200
+) -> XorResult:
     """Full-batch gradient descent on the XOR-like task with manual gradients only.
 
     The loss is ``binary_cross_entropy_with_logits`` on the network's output, whose

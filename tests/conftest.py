@@ -5,6 +5,7 @@
 * ``x64``: a fixture that enables float64 for one test and restores the previous
   setting afterwards, so the flag never leaks into tests that did not ask for it.
 """
+
 import os
 
 import jax
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "ci",
-    max_examples=int(os.environ.get("JAXBP_HYPOTHESIS_EXAMPLES", "12")),
+    max_examples=int(os.environ.get("JAXBP_HYPOTHESIS_EXAMPLES", "6")),
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],

@@ -25,7 +25,20 @@ def _without_timing(history):
 
 def test_train_end_to_end(tmp_path, capsys):
     out = tmp_path / "history.json"
-    argv = ["train", *TINY, "--epochs", "2", "--clip", "1.0", "--accumulate", "2", "--precision", "bf16", "--history", str(out)]
+    argv = [
+        "train",
+        *TINY,
+        "--epochs",
+        "2",
+        "--clip",
+        "1.0",
+        "--accumulate",
+        "2",
+        "--precision",
+        "bf16",
+        "--history",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     captured = capsys.readouterr()
     assert "final  step 8  train_loss" in captured.out and "test_accuracy" in captured.out
@@ -35,7 +48,12 @@ def test_train_end_to_end(tmp_path, capsys):
     assert payload["model"] == "mlp" and payload["data"] == "xor"
     assert payload["model_options"] == {"depth": 1, "width": 8}
     config = payload["config"]
-    assert (config["clip_norm"], config["accumulate"], config["precision"], config["loss"]) == (1.0, 2, "bf16", "binary_cross_entropy")
+    assert (config["clip_norm"], config["accumulate"], config["precision"], config["loss"]) == (
+        1.0,
+        2,
+        "bf16",
+        "binary_cross_entropy",
+    )
     assert [record["epoch"] for record in payload["history"]] == [1, 2]
     assert payload["final"]["train_loss"] == payload["history"][-1]["train_loss"]
 
@@ -44,10 +62,14 @@ def test_resume_continues_the_same_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli.main(["train", *TINY, "--epochs", "1", "--checkpoint-dir", str(run), "--no-progress"]) == 0
     assert cli.main(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(run)]) == 1
-    assert "already holds ckpt_00000004.npz; pass resume=True (--resume)" in capsys.readouterr().err  # no silent restart
+    assert (
+        "already holds ckpt_00000004.npz; pass resume=True (--resume)" in capsys.readouterr().err
+    )  # no silent restart
     assert cli.main(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(run), "--resume"]) == 0
     assert "resumed from" in capsys.readouterr().err
-    assert cli.main(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "fresh"), "--no-progress"]) == 0
+    assert (
+        cli.main(["train", *TINY, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "fresh"), "--no-progress"]) == 0
+    )
     resumed, fresh = _history(run / "history.json"), _history(tmp_path / "fresh" / "history.json")
     assert _without_timing(resumed["history"]) == _without_timing(fresh["history"])
     assert cli.main(["train", *TINY, "--epochs", "3", "--lr", "0.01", "--checkpoint-dir", str(run), "--resume"]) == 1
@@ -89,7 +111,19 @@ def test_bad_model_options_are_clear_errors(argv, message, capsys):
 
 
 def test_divergence_is_reported_with_exit_code_1(tmp_path, capsys):
-    argv = ["train", *TINY, "--lr", "1e30", "--optimizer", "sgd", "--epochs", "2", "--no-progress", "--history", str(tmp_path / "h.json")]
+    argv = [
+        "train",
+        *TINY,
+        "--lr",
+        "1e30",
+        "--optimizer",
+        "sgd",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--history",
+        str(tmp_path / "h.json"),
+    ]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert "jaxbp train: error: training stopped: non-finite values at step" in err
@@ -112,7 +146,9 @@ def test_a_newly_registered_builder_is_usable_without_touching_the_cli(monkeypat
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert "wide_linear" in help_text
 
-    models.register_model("image_model", layout="nhwc")(lambda *, num_outputs: nn.serial(nn.flatten(), nn.dense(num_outputs)))
+    models.register_model("image_model", layout="nhwc")(
+        lambda *, num_outputs: nn.serial(nn.flatten(), nn.dense(num_outputs))
+    )
     assert cli.main(["train", "--model", "image_model", "--data", "xor"]) == 2
     assert "data set 'xor' has layouts ['flat'], but the model needs 'nhwc'" in capsys.readouterr().err
 
@@ -132,6 +168,8 @@ def test_subcommands_come_from_modules(monkeypatch, capsys):
 
 
 def test_module_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "jaxbp.cli", "train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxbp.cli", "train", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "--checkpoint-dir" in result.stdout and "--model-option KEY=VALUE" in result.stdout

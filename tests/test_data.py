@@ -1,4 +1,5 @@
 """Tests for jaxbp.data: offline data sets and the minibatch iterator."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

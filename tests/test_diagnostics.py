@@ -93,7 +93,9 @@ def test_delta_and_weight_gradients_equal_reference(x64, architecture):
     np.testing.assert_allclose(np.asarray(stats.weight_grad_norm), [_norm(d["w"]) for d in dense], rtol=1e-10)
     np.testing.assert_allclose(np.asarray(stats.bias_grad_norm), [_norm(d["b"]) for d in dense], rtol=1e-10, atol=1e-14)
     reference_loss = strip_custom_vjps(
-        lambda p: ops.softmax_cross_entropy(network.apply(p, x, state=state, train=True)[0] if stateful else network.apply(p, x), y)
+        lambda p: ops.softmax_cross_entropy(
+            network.apply(p, x, state=state, train=True)[0] if stateful else network.apply(p, x), y
+        )
     )(params)
     np.testing.assert_allclose(float(stats.loss), float(reference_loss), rtol=1e-12)
 
@@ -157,7 +159,9 @@ def test_jit_and_vmap_over_seeds_match_single_calls():
     per_seed = [network.init(key, (BATCH, IN_FEATURES))[0] for key in keys]
     stacked = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *per_seed)
     x, y = _data(9)
-    fn = functools.partial(diagnostics.gradient_statistics, network, loss_fn=ops.softmax_cross_entropy, activation="sigmoid")
+    fn = functools.partial(
+        diagnostics.gradient_statistics, network, loss_fn=ops.softmax_cross_entropy, activation="sigmoid"
+    )
     batched = jax.jit(jax.vmap(lambda p: fn(p, x, y)))(stacked)
     assert batched.delta_norm.shape == (3, 4) and batched.layer_names == ("z1", "z2", "z3", "z4")
     single_fn = jax.jit(fn)
@@ -179,11 +183,16 @@ def test_delta_equals_reference_on_random_mlps(sizes, activation, seed):
         params, _ = network.init(jax.random.PRNGKey(seed), (BATCH, IN_FEATURES))
         x, y = _data(seed)
         stats = jax.jit(
-            functools.partial(diagnostics.gradient_statistics, network, loss_fn=ops.softmax_cross_entropy, activation=activation)
+            functools.partial(
+                diagnostics.gradient_statistics, network, loss_fn=ops.softmax_cross_entropy, activation=activation
+            )
         )(params, x, y)
         _, dtaps = _reference_gradients(network, params, x, y)
         np.testing.assert_allclose(
-            np.asarray(stats.delta_norm), [_norm(dtaps[f"z{l}"]) for l in range(1, len(sizes) + 2)], rtol=1e-10, atol=1e-300
+            np.asarray(stats.delta_norm),
+            [_norm(dtaps[f"z{l}"]) for l in range(1, len(sizes) + 2)],
+            rtol=1e-10,
+            atol=1e-300,
         )
 
 
@@ -199,7 +208,10 @@ def test_weighted_layers_are_found_by_kind_not_by_params_keys():
     impostor = nn.stateless(lambda key, shape: ({"w": jnp.ones(()), "b": jnp.zeros(())}, shape), lambda p, x, **kw: x)
     network = nn.serial(nn.dense(4), nn.tap("z1"), impostor, nn.dense(CLASSES), nn.tap("z2"))
     params, _ = network.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
-    assert [d["w"].shape for d in diagnostics.weighted_layer_params(network, params)] == [(IN_FEATURES, 4), (4, CLASSES)]
+    assert [d["w"].shape for d in diagnostics.weighted_layer_params(network, params)] == [
+        (IN_FEATURES, 4),
+        (4, CLASSES),
+    ]
 
 
 def test_unpaired_taps_give_no_weight_norms_but_still_delta():

@@ -129,15 +129,43 @@ def test_backward_saves_only_the_key(capsys):
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda: ops.dropout(jnp.ones(3), KEY, 1.0, train=True), ValueError, r"dropout: rate must be in \[0.0, 1.0\), got 1.0"),
-        (lambda: ops.dropout(jnp.ones(3), KEY, -0.1, train=True), ValueError, r"dropout: rate must be in \[0.0, 1.0\), got -0.1"),
-        (lambda: ops.dropout(jnp.ones(3), KEY, 1.5, train=False), ValueError, r"dropout: rate must be in \[0.0, 1.0\), got 1.5"),
+        (
+            lambda: ops.dropout(jnp.ones(3), KEY, 1.0, train=True),
+            ValueError,
+            r"dropout: rate must be in \[0.0, 1.0\), got 1.0",
+        ),
+        (
+            lambda: ops.dropout(jnp.ones(3), KEY, -0.1, train=True),
+            ValueError,
+            r"dropout: rate must be in \[0.0, 1.0\), got -0.1",
+        ),
+        (
+            lambda: ops.dropout(jnp.ones(3), KEY, 1.5, train=False),
+            ValueError,
+            r"dropout: rate must be in \[0.0, 1.0\), got 1.5",
+        ),
         (lambda: ops.dropout(jnp.ones(3), KEY, float("nan"), train=True), ValueError, r"dropout: rate must be finite"),
-        (lambda: jax.jit(lambda r: ops.dropout(jnp.ones(3), KEY, r, train=True))(0.5), TypeError, r"dropout: rate must be a static Python number"),
-        (lambda: ops.dropout(jnp.ones(3), None, 0.5, train=True), ValueError, r"dropout: train=True with rate 0.5 needs a PRNG key"),
-        (lambda: ops.dropout(jnp.ones(3), jnp.ones(2), 0.5, train=True), TypeError, r"dropout: key must be a PRNG key .* got dtype float32, shape \(2,\)"),
+        (
+            lambda: jax.jit(lambda r: ops.dropout(jnp.ones(3), KEY, r, train=True))(0.5),
+            TypeError,
+            r"dropout: rate must be a static Python number",
+        ),
+        (
+            lambda: ops.dropout(jnp.ones(3), None, 0.5, train=True),
+            ValueError,
+            r"dropout: train=True with rate 0.5 needs a PRNG key",
+        ),
+        (
+            lambda: ops.dropout(jnp.ones(3), jnp.ones(2), 0.5, train=True),
+            TypeError,
+            r"dropout: key must be a PRNG key .* got dtype float32, shape \(2,\)",
+        ),
         (lambda: ops.dropout(jnp.ones(3), KEY, 0.5, train=1), TypeError, r"dropout: train must be a Python bool"),
-        (lambda: ops.dropout(jnp.arange(3), KEY, 0.5, train=True), TypeError, r"dropout: x must be a floating-point array, got dtype int32"),
+        (
+            lambda: ops.dropout(jnp.arange(3), KEY, 0.5, train=True),
+            TypeError,
+            r"dropout: x must be a floating-point array, got dtype int32",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(call, error, message):

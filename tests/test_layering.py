@@ -50,9 +50,15 @@ def _files(layer: str) -> list[pathlib.Path]:
 def test_lower_layers_import_only_from_below(layer):
     for path in _files(layer):
         forbidden = _imported_jaxbp_modules(path) - ALLOWED[layer] - {layer}
-        assert not forbidden, f"{path.relative_to(PACKAGE.parent)} imports {sorted(forbidden)}; {layer} may import only {sorted(ALLOWED[layer])}"
+        assert not forbidden, (
+            f"{path.relative_to(PACKAGE.parent)} imports {sorted(forbidden)}; {layer} may import only {sorted(ALLOWED[layer])}"
+        )
 
 
 def test_no_module_is_over_400_lines():
-    long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
     assert not long, f"split these modules (one job each): {long}"

@@ -43,7 +43,11 @@ def test_mlp_builder_shapes():
 def test_residual_mlp_computes_skip_connections():
     model = models.build_model("mlp", num_outputs=2, depth=2, width=4, residual=True, init="he_normal")
     params, _ = model.init(jax.random.key(1), (3, 5))
-    dense = [leaf for leaf in jax.tree_util.tree_leaves(params, is_leaf=lambda d: isinstance(d, dict) and "w" in d) if isinstance(leaf, dict)]
+    dense = [
+        leaf
+        for leaf in jax.tree_util.tree_leaves(params, is_leaf=lambda d: isinstance(d, dict) and "w" in d)
+        if isinstance(leaf, dict)
+    ]
     x = np.asarray(jax.random.normal(jax.random.key(2), (3, 5)))
     relu = lambda z: np.maximum(z, 0)  # noqa: E731
     h1 = relu(x @ dense[0]["w"] + dense[0]["b"])
@@ -62,19 +66,25 @@ def test_batch_norm_and_dropout_options():
     y0, _ = apply(jax.random.key(0))
     y1, new_state = apply(jax.random.key(1))
     assert not np.allclose(y0, y1)  # dropout masks differ
-    assert not all(np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new_state)))
+    assert not all(
+        np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new_state))
+    )
     assert not nn.is_stateful(models.build_model("mlp", num_outputs=2))
 
 
 def test_coerce_options_converts_strings_to_the_option_types():
-    options = models.coerce_options("mlp", {"depth": "3", "dropout": "0.25", "residual": "true", "batch_norm": "0", "activation": "tanh"})
+    options = models.coerce_options(
+        "mlp", {"depth": "3", "dropout": "0.25", "residual": "true", "batch_norm": "0", "activation": "tanh"}
+    )
     assert options == {"depth": 3, "dropout": 0.25, "residual": True, "batch_norm": False, "activation": "tanh"}
     assert models.coerce_options("mlp", {"width": 12}) == {"width": 12}  # non-strings pass through
     with pytest.raises(ValueError, match=r"option depth='three' is not a valid int"):
         models.coerce_options("mlp", {"depth": "three"})
     with pytest.raises(ValueError, match=r"option residual='maybe' is not a valid bool"):
         models.coerce_options("mlp", {"residual": "maybe"})
-    with pytest.raises(ValueError, match=r"model 'mlp' has no option 'kernel'; its options are \['activation', 'batch_norm'"):
+    with pytest.raises(
+        ValueError, match=r"model 'mlp' has no option 'kernel'; its options are \['activation', 'batch_norm'"
+    ):
         models.build_model("mlp", num_outputs=2, kernel=3)
     with pytest.raises(ValueError, match="depth"):
         models.build_model("mlp", num_outputs=2, depth=-1)
@@ -109,7 +119,9 @@ def fake_conv(*, num_outputs: int, channels: int = 4):
 
 
 def test_builders_in_listed_modules_register_on_first_use(registry, monkeypatch, tmp_path):
-    (tmp_path / "fake_conv_models.py").write_text(FAKE_MODULE)  # registers itself on import, as a future conv module would
+    (tmp_path / "fake_conv_models.py").write_text(
+        FAKE_MODULE
+    )  # registers itself on import, as a future conv module would
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(models, "MODEL_MODULES", ("fake_conv_models",))
     monkeypatch.setattr(_registry, "_modules_loaded", False)

@@ -26,7 +26,9 @@ def test_dense_layer_equals_the_math():
     layer = nn.dense(3)
     params, _ = layer.init(jax.random.key(0), (2, 4))
     x = jax.random.normal(jax.random.key(1), (2, 4))
-    np.testing.assert_allclose(layer.apply(params, x), np.asarray(x) @ np.asarray(params["w"]) + np.asarray(params["b"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        layer.apply(params, x), np.asarray(x) @ np.asarray(params["w"]) + np.asarray(params["b"]), rtol=1e-6
+    )
 
 
 def test_residual_adds_the_skip_path_and_its_gradient():
@@ -84,7 +86,13 @@ def test_stateful_child_makes_the_combinator_stateful():
 def test_every_layer_has_one_calling_form():
     """forward(params, x, state) -> (y, state) for stateless and stateful layers alike; apply is the surface."""
     x = jnp.ones((4, 3))
-    for layer in (nn.dense(2), nn.relu(), nn.serial(nn.dense(2), nn.tanh()), nn.batch_norm(), nn.checkpoint(nn.dense(2))):
+    for layer in (
+        nn.dense(2),
+        nn.relu(),
+        nn.serial(nn.dense(2), nn.tanh()),
+        nn.batch_norm(),
+        nn.checkpoint(nn.dense(2)),
+    ):
         params, _ = layer.init(jax.random.key(0), x.shape)
         state = layer.init_state(params)
         y, new_state = layer.forward(params, x, state, train=True)
@@ -103,7 +111,13 @@ def test_stateful_apply_without_state_says_how_to_fix_it():
 
 def test_activation_factories_match_the_ops():
     x = jnp.linspace(-3, 3, 7)
-    for factory, op in ((nn.relu, ops.relu), (nn.tanh, ops.tanh), (nn.sigmoid, ops.sigmoid), (nn.gelu, ops.gelu), (nn.elu, ops.elu)):
+    for factory, op in (
+        (nn.relu, ops.relu),
+        (nn.tanh, ops.tanh),
+        (nn.sigmoid, ops.sigmoid),
+        (nn.gelu, ops.gelu),
+        (nn.elu, ops.elu),
+    ):
         np.testing.assert_array_equal(factory().apply((), x), op(x))
     np.testing.assert_array_equal(nn.leaky_relu(0.2).apply((), x), ops.leaky_relu(x, 0.2))
     with pytest.raises(TypeError, match=r"nn\.relu\(\)"):

@@ -51,7 +51,10 @@ def test_running_statistics_after_n_steps_equal_hand_computed_exponential_averag
         y, state = step(state, x)
         x_np = np.asarray(x, np.float64)
         np.testing.assert_allclose(
-            y, params["gamma"] * (x_np - x_np.mean(0)) / np.sqrt(x_np.var(0) + eps) + params["beta"], rtol=1e-4, atol=1e-4
+            y,
+            params["gamma"] * (x_np - x_np.mean(0)) / np.sqrt(x_np.var(0) + eps) + params["beta"],
+            rtol=1e-4,
+            atol=1e-4,
         )
         mean = momentum * mean + (1 - momentum) * x_np.mean(0)
         var = momentum * var + (1 - momentum) * x_np.var(0)  # biased batch variance
@@ -72,7 +75,9 @@ def test_state_is_not_differentiated():
     state = layer.init_state(params)
     x = _normal(0, (6, 2))
     # a loss of the new state alone has zero gradient w.r.t. params and x
-    grads = jax.grad(lambda p, x: jnp.sum(layer.apply(p, x, state=state, train=True)[1].mean * 3.0), argnums=(0, 1))(params, x)
+    grads = jax.grad(lambda p, x: jnp.sum(layer.apply(p, x, state=state, train=True)[1].mean * 3.0), argnums=(0, 1))(
+        params, x
+    )
     for leaf in jax.tree_util.tree_leaves(grads):
         np.testing.assert_array_equal(leaf, 0.0)
 
@@ -259,11 +264,19 @@ def test_mlp_residual_blocks_with_batch_norm_and_dropout():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda: models.mlp([4, 3], dropout_rate=1.0), ValueError, r"mlp: dropout_rate must be in \[0.0, 1.0\), got 1.0"),
+        (
+            lambda: models.mlp([4, 3], dropout_rate=1.0),
+            ValueError,
+            r"mlp: dropout_rate must be in \[0.0, 1.0\), got 1.0",
+        ),
         (lambda: models.mlp([4, 3], batch_norm="yes"), TypeError, r"mlp: batch_norm must be a bool"),
         (lambda: nn.batch_norm(momentum=1.5), ValueError, r"batch_norm: momentum must be in \[0.0, 1.0\], got 1.5"),
         (lambda: nn.layer_norm(eps=-1.0), ValueError, r"layer_norm: eps must be in \[0.0, inf\], got -1.0"),
-        (lambda: nn.batch_norm().init(jax.random.key(0), ()), ValueError, r"batch_norm: input_shape \(\) has no feature axis"),
+        (
+            lambda: nn.batch_norm().init(jax.random.key(0), ()),
+            ValueError,
+            r"batch_norm: input_shape \(\) has no feature axis",
+        ),
     ],
 )
 def test_bad_construction_is_a_clear_error(call, error, message):

@@ -28,13 +28,18 @@ seeds = st.integers(0, 2**16)
 def _params_and_x(seed: int, shape: tuple[int, ...], dtype=jnp.float64):
     k_gamma, k_beta, k_x = jax.random.split(jax.random.key(seed), 3)
     c = shape[-1]
-    params = {"gamma": 1.0 + 0.5 * jax.random.normal(k_gamma, (c,), dtype), "beta": jax.random.normal(k_beta, (c,), dtype)}
+    params = {
+        "gamma": 1.0 + 0.5 * jax.random.normal(k_gamma, (c,), dtype),
+        "beta": jax.random.normal(k_beta, (c,), dtype),
+    }
     return params, 2.0 * jax.random.normal(k_x, shape, dtype) + 0.5
 
 
 def _running(seed: int, c: int) -> ops.BatchStatistics:
     k_mean, k_var = jax.random.split(jax.random.key(seed + 1))
-    return ops.BatchStatistics(jax.random.normal(k_mean, (c,), jnp.float64), jnp.exp(jax.random.normal(k_var, (c,), jnp.float64)))
+    return ops.BatchStatistics(
+        jax.random.normal(k_mean, (c,), jnp.float64), jnp.exp(jax.random.normal(k_var, (c,), jnp.float64))
+    )
 
 
 def batch_norm_train(params, x):
@@ -240,7 +245,10 @@ def test_bfloat16_in_bfloat16_out_with_float32_statistics(name):
         assert statistics.mean.dtype == statistics.var.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("op", [batch_norm_train_output_only, layer_norm, lambda p, x: batch_norm_eval(p, x, x[0] * 0.1, jnp.ones(x.shape[-1]))])
+@pytest.mark.parametrize(
+    "op",
+    [batch_norm_train_output_only, layer_norm, lambda p, x: batch_norm_eval(p, x, x[0] * 0.1, jnp.ones(x.shape[-1]))],
+)
 def test_gradient_same_under_jit_vmap_and_checkpoint(op):
     batch = [_params_and_x(seed, (4, 3), jnp.float32) for seed in range(2)]
     loss = _nontrivial_loss(op)
@@ -252,10 +260,12 @@ def test_gradient_same_under_jit_vmap_and_checkpoint(op):
     ]
     stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
     vmapped = jax.jit(jax.vmap(grad))(*stacked)
-    variants.append([jax.tree_util.tree_map(lambda v: v[i], vmapped) for i in range(2)])
+    variants.append([jax.tree_util.tree_map(lambda v, i=i: v[i], vmapped) for i in range(2)])
     for variant in variants:
         for got, want in zip(variant, eager):
-            np.testing.assert_allclose(jax.flatten_util.ravel_pytree(got)[0], jax.flatten_util.ravel_pytree(want)[0], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                jax.flatten_util.ravel_pytree(got)[0], jax.flatten_util.ravel_pytree(want)[0], rtol=1e-5, atol=1e-6
+            )
 
 
 def test_residuals_are_x_and_per_group_statistics(capsys):
@@ -276,19 +286,69 @@ _P3 = {"gamma": jnp.ones(3), "beta": jnp.zeros(3)}
     "call, error, message",
     [
         (lambda: ops.batch_norm(_P3, jnp.ones(3)), ValueError, r"batch_norm: x must have rank >= 2, got shape \(3,\)"),
-        (lambda: ops.batch_norm(_P3, jnp.ones((4, 5))), ValueError, r'batch_norm: params\["gamma"\] must have shape \(5,\) to match the features of x \(4, 5\), got \(3,\)'),
-        (lambda: ops.batch_norm(_P3, jnp.ones((1, 3))), ValueError, r"batch_norm: training mode needs at least 2 values per feature .* shape \(1, 3\)"),
-        (lambda: ops.batch_norm(_P3, jnp.ones((4, 3), jnp.int32)), TypeError, r"batch_norm: x must be a floating-point array, got dtype int32"),
-        (lambda: ops.batch_norm({"gamma": jnp.ones(3)}, jnp.ones((4, 3))), ValueError, r'batch_norm: params must be a dict with keys "gamma" and "beta", got \[\'gamma\'\]'),
-        (lambda: ops.batch_norm({"gamma": jnp.ones(3), "beta": jnp.zeros(3, jnp.bfloat16)}, jnp.ones((4, 3))), TypeError, r"batch_norm: .* must share a dtype"),
-        (lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), train=False), ValueError, r"batch_norm: train=False normalizes with running statistics; pass running="),
-        (lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), train=False, running=ops.BatchStatistics(jnp.zeros(2), jnp.ones(3))), ValueError, r"batch_norm: running.mean must have shape \(3,\) .* got \(2,\)"),
-        (lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), train="yes"), TypeError, r"batch_norm: train must be a Python bool"),
-        (lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), eps=-1e-3), ValueError, r"batch_norm: eps must be in \[0.0, inf\], got -0.001"),
-        (lambda: ops.layer_norm(_P3, jnp.ones((4, 2))), ValueError, r'layer_norm: params\["gamma"\] must have shape \(2,\) to match the features of x \(4, 2\), got \(3,\)'),
+        (
+            lambda: ops.batch_norm(_P3, jnp.ones((4, 5))),
+            ValueError,
+            r'batch_norm: params\["gamma"\] must have shape \(5,\) to match the features of x \(4, 5\), got \(3,\)',
+        ),
+        (
+            lambda: ops.batch_norm(_P3, jnp.ones((1, 3))),
+            ValueError,
+            r"batch_norm: training mode needs at least 2 values per feature .* shape \(1, 3\)",
+        ),
+        (
+            lambda: ops.batch_norm(_P3, jnp.ones((4, 3), jnp.int32)),
+            TypeError,
+            r"batch_norm: x must be a floating-point array, got dtype int32",
+        ),
+        (
+            lambda: ops.batch_norm({"gamma": jnp.ones(3)}, jnp.ones((4, 3))),
+            ValueError,
+            r'batch_norm: params must be a dict with keys "gamma" and "beta", got \[\'gamma\'\]',
+        ),
+        (
+            lambda: ops.batch_norm({"gamma": jnp.ones(3), "beta": jnp.zeros(3, jnp.bfloat16)}, jnp.ones((4, 3))),
+            TypeError,
+            r"batch_norm: .* must share a dtype",
+        ),
+        (
+            lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), train=False),
+            ValueError,
+            r"batch_norm: train=False normalizes with running statistics; pass running=",
+        ),
+        (
+            lambda: ops.batch_norm(
+                _P3, jnp.ones((4, 3)), train=False, running=ops.BatchStatistics(jnp.zeros(2), jnp.ones(3))
+            ),
+            ValueError,
+            r"batch_norm: running.mean must have shape \(3,\) .* got \(2,\)",
+        ),
+        (
+            lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), train="yes"),
+            TypeError,
+            r"batch_norm: train must be a Python bool",
+        ),
+        (
+            lambda: ops.batch_norm(_P3, jnp.ones((4, 3)), eps=-1e-3),
+            ValueError,
+            r"batch_norm: eps must be in \[0.0, inf\], got -0.001",
+        ),
+        (
+            lambda: ops.layer_norm(_P3, jnp.ones((4, 2))),
+            ValueError,
+            r'layer_norm: params\["gamma"\] must have shape \(2,\) to match the features of x \(4, 2\), got \(3,\)',
+        ),
         (lambda: ops.layer_norm(_P3, jnp.ones(())), ValueError, r"layer_norm: x must have rank >= 1, got shape \(\)"),
-        (lambda: ops.layer_norm({"gamma": jnp.ones(3, jnp.int32), "beta": jnp.zeros(3)}, jnp.ones(3)), TypeError, r'layer_norm: params\["gamma"\] must be a floating-point array, got dtype int32'),
-        (lambda: jax.jit(lambda x, e: ops.layer_norm(_P3, x, eps=e))(jnp.ones(3), 1e-5), TypeError, r"layer_norm: eps must be a static Python number"),
+        (
+            lambda: ops.layer_norm({"gamma": jnp.ones(3, jnp.int32), "beta": jnp.zeros(3)}, jnp.ones(3)),
+            TypeError,
+            r'layer_norm: params\["gamma"\] must be a floating-point array, got dtype int32',
+        ),
+        (
+            lambda: jax.jit(lambda x, e: ops.layer_norm(_P3, x, eps=e))(jnp.ones(3), 1e-5),
+            TypeError,
+            r"layer_norm: eps must be a static Python number",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(call, error, message):

@@ -111,7 +111,9 @@ UNARY_FOR_DTYPES = ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "gel
 
 
 @pytest.mark.parametrize("dtype, tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
-@pytest.mark.parametrize("name", UNARY_FOR_DTYPES + ["dense", "mse", "softmax_cross_entropy_int", "binary_cross_entropy_with_logits"])
+@pytest.mark.parametrize(
+    "name", UNARY_FOR_DTYPES + ["dense", "mse", "softmax_cross_entropy_int", "binary_cross_entropy_with_logits"]
+)
 def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
     op, make_args = OPS[name].op, OPS[name].make_args
     with jax.enable_x64(True):
@@ -124,7 +126,9 @@ def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
     grads = vjp(jnp.ones_like(out))
     assert out.dtype == dtype
     np.testing.assert_allclose(np.asarray(out, np.float64), np.asarray(out64), rtol=tol, atol=tol)
-    for got, want, arg in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads64), jax.tree_util.tree_leaves(args)):
+    for got, want, arg in zip(
+        jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(grads64), jax.tree_util.tree_leaves(args)
+    ):
         if jnp.issubdtype(arg.dtype, jnp.floating):
             assert got.dtype == arg.dtype
             np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want), rtol=tol, atol=tol)
@@ -143,7 +147,9 @@ class OpUnderTransformsTest(chex.TestCase):
         case = OPS[name]
         with jax.enable_x64(True):
             shape = case.draw_shape(np.random.default_rng(0))
-            batch = [case.make_args(seed, shape) for seed in (0, 20, 40)]  # builders vary some widths with seed % 4, % 5
+            batch = [
+                case.make_args(seed, shape) for seed in (0, 20, 40)
+            ]  # builders vary some widths with seed % 4, % 5
         narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
         batch = jax.tree_util.tree_map(lambda x: x.astype(narrow[x.dtype]) if x.dtype in narrow else x, batch)
         stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
@@ -183,34 +189,90 @@ def test_custom_vjp_ops_are_reverse_mode_only():
     [
         (lambda: ops.sigmoid(jnp.arange(3)), TypeError, r"sigmoid: x must be a floating-point array, got dtype int32"),
         (lambda: ops.relu(3), TypeError, r"relu: x must be a floating-point array"),
-        (lambda: ops.leaky_relu(jnp.ones(2), -0.1), ValueError, r"leaky_relu: negative_slope must be in \[0.0, 1.0\), got -0.1"),
-        (lambda: ops.leaky_relu(jnp.ones(2), 1.5), ValueError, r"leaky_relu: negative_slope must be in \[0.0, 1.0\), got 1.5"),
+        (
+            lambda: ops.leaky_relu(jnp.ones(2), -0.1),
+            ValueError,
+            r"leaky_relu: negative_slope must be in \[0.0, 1.0\), got -0.1",
+        ),
+        (
+            lambda: ops.leaky_relu(jnp.ones(2), 1.5),
+            ValueError,
+            r"leaky_relu: negative_slope must be in \[0.0, 1.0\), got 1.5",
+        ),
         (lambda: ops.elu(jnp.ones(2), 0.0), ValueError, r"elu: alpha must be in \(0.0, inf\], got 0.0"),
         (lambda: ops.elu(jnp.ones(2), float("nan")), ValueError, r"elu: alpha must be finite"),
         (lambda: ops.gelu(jnp.ones(2), approximate="yes"), TypeError, r"gelu: approximate must be a bool"),
-        (lambda: ops.softmax(jnp.ones((2, 3)), axis=2), ValueError, r"softmax: axis 2 is out of range for an input of rank 2"),
+        (
+            lambda: ops.softmax(jnp.ones((2, 3)), axis=2),
+            ValueError,
+            r"softmax: axis 2 is out of range for an input of rank 2",
+        ),
         (
             lambda: ops.dense({"w": jnp.ones((3, 2)), "b": jnp.ones(2)}, jnp.ones((4, 5))),
             ValueError,
             r"dense: x has 5 features \(shape \(4, 5\)\) but w expects 3 \(shape \(3, 2\)\)",
         ),
-        (lambda: ops.dense({"w": jnp.ones((3, 2)), "b": jnp.ones(3)}, jnp.ones((4, 3))), ValueError, r"dense: b must have shape \(2,\)"),
-        (lambda: ops.dense({"w": jnp.ones(3), "b": jnp.ones(3)}, jnp.ones((4, 3))), ValueError, r'dense: params\["w"\] must have rank 2, got shape \(3,\)'),
-        (lambda: ops.dense({"w": jnp.ones((3, 2), jnp.int32), "b": jnp.ones(2)}, jnp.ones((4, 3))), TypeError, r'dense: params\["w"\] must be a floating-point array, got dtype int32'),
-        (lambda: ops.dense({"weights": jnp.ones((3, 2))}, jnp.ones((4, 3))), ValueError, r'dense: params must be a dict with keys "w" and "b"'),
-        (lambda: ops.dense({"w": jnp.ones((3, 2)), "b": jnp.ones(2)}, jnp.ones(())), ValueError, r"dense: x must have rank >= 1, got shape \(\)"),
-        (lambda: ops.mse(jnp.ones((2, 3)), jnp.ones((3, 2))), ValueError, r"mse: predictions and targets must have the same shape, got \(2, 3\) and \(3, 2\)"),
+        (
+            lambda: ops.dense({"w": jnp.ones((3, 2)), "b": jnp.ones(3)}, jnp.ones((4, 3))),
+            ValueError,
+            r"dense: b must have shape \(2,\)",
+        ),
+        (
+            lambda: ops.dense({"w": jnp.ones(3), "b": jnp.ones(3)}, jnp.ones((4, 3))),
+            ValueError,
+            r'dense: params\["w"\] must have rank 2, got shape \(3,\)',
+        ),
+        (
+            lambda: ops.dense({"w": jnp.ones((3, 2), jnp.int32), "b": jnp.ones(2)}, jnp.ones((4, 3))),
+            TypeError,
+            r'dense: params\["w"\] must be a floating-point array, got dtype int32',
+        ),
+        (
+            lambda: ops.dense({"weights": jnp.ones((3, 2))}, jnp.ones((4, 3))),
+            ValueError,
+            r'dense: params must be a dict with keys "w" and "b"',
+        ),
+        (
+            lambda: ops.dense({"w": jnp.ones((3, 2)), "b": jnp.ones(2)}, jnp.ones(())),
+            ValueError,
+            r"dense: x must have rank >= 1, got shape \(\)",
+        ),
+        (
+            lambda: ops.mse(jnp.ones((2, 3)), jnp.ones((3, 2))),
+            ValueError,
+            r"mse: predictions and targets must have the same shape, got \(2, 3\) and \(3, 2\)",
+        ),
         (
             lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 3])),
             ValueError,
             r"softmax_cross_entropy: label 3 is out of range for 3 classes \(valid: 0..2\)",
         ),
-        (lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([-1, 0])), ValueError, r"label -1 is out of range"),
-        (lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 1, 2])), ValueError, r"integer labels must have shape logits.shape\[:-1\] = \(2,\), got \(3,\)"),
-        (lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([True, False])), TypeError, r"labels must be integer class indices or float targets, got dtype bool"),
-        (lambda: ops.binary_cross_entropy_with_logits(jnp.ones(2), jnp.array([0.0, 2.0])), ValueError, r"labels must lie in \[0, 1\], got values in \[0.0, 2.0\]"),
+        (
+            lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([-1, 0])),
+            ValueError,
+            r"label -1 is out of range",
+        ),
+        (
+            lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([0, 1, 2])),
+            ValueError,
+            r"integer labels must have shape logits.shape\[:-1\] = \(2,\), got \(3,\)",
+        ),
+        (
+            lambda: ops.softmax_cross_entropy(jnp.ones((2, 3)), jnp.array([True, False])),
+            TypeError,
+            r"labels must be integer class indices or float targets, got dtype bool",
+        ),
+        (
+            lambda: ops.binary_cross_entropy_with_logits(jnp.ones(2), jnp.array([0.0, 2.0])),
+            ValueError,
+            r"labels must lie in \[0, 1\], got values in \[0.0, 2.0\]",
+        ),
         (lambda: ops.add(jnp.ones(2), jnp.ones(3)), ValueError, r"add: a and b must have the same shape"),
-        (lambda: ops.reshape(jnp.ones(6), (4, 2)), ValueError, r"reshape: cannot reshape an array of shape \(6,\) \(size 6\) to \(4, 2\)"),
+        (
+            lambda: ops.reshape(jnp.ones(6), (4, 2)),
+            ValueError,
+            r"reshape: cannot reshape an array of shape \(6,\) \(size 6\) to \(4, 2\)",
+        ),
     ],
 )
 def test_bad_input_is_a_clear_error(call, error, message):

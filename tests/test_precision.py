@@ -74,7 +74,10 @@ def test_f16_overflow_skips_the_update_and_halves_the_scale():
     # with a sane scale the same step goes through
     sane, metrics = step(state._replace(loss_scale=DynamicLossScale.create(2.0**8)), batch)
     assert not bool(metrics.skipped)
-    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(sane.params)))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(sane.params))
+    )
 
 
 def test_low_precision_step_computes_in_the_compute_dtype_with_float32_master_weights():

@@ -14,18 +14,10 @@ from hypothesis import strategies as st
 
 from jaxbp import theory as T
 
-sigma_w2s = st.floats(
-    0.0, 10.0, allow_nan=False, allow_subnormal=False
-)  # subnormals only test rounding order
-sigma_b2s = st.floats(
-    0.0, 5.0, allow_nan=False, allow_subnormal=False
-)  # subnormals only test rounding order
-slopes = st.floats(
-    -1.0, 1.0, allow_nan=False, allow_subnormal=False
-)  # subnormals only test rounding order
-qs = st.floats(
-    0.0, 50.0, allow_nan=False, allow_subnormal=False
-)  # subnormals only test rounding order
+sigma_w2s = st.floats(0.0, 10.0, allow_nan=False, allow_subnormal=False)  # subnormals only test rounding order
+sigma_b2s = st.floats(0.0, 5.0, allow_nan=False, allow_subnormal=False)  # subnormals only test rounding order
+slopes = st.floats(-1.0, 1.0, allow_nan=False, allow_subnormal=False)  # subnormals only test rounding order
+qs = st.floats(0.0, 50.0, allow_nan=False, allow_subnormal=False)  # subnormals only test rounding order
 SMOOTH = ("sigmoid", "tanh", "gelu", "linear")
 
 
@@ -41,9 +33,7 @@ def hermite_expectation(f, q: float) -> float:
     return float(np.dot(_HERM_W, f(math.sqrt(2.0 * q) * _HERM_T)) / math.sqrt(math.pi))
 
 
-def iterate_length_map(
-    phi, sigma_w2: float, sigma_b2: float, steps: int = 3000
-) -> float:
+def iterate_length_map(phi, sigma_w2: float, sigma_b2: float, steps: int = 3000) -> float:
     """Plain iteration of q <- sigma_w2 E[phi^2] + sigma_b2 from q = 1, independent quadrature."""
     q = 1.0
     for _ in range(steps):
@@ -111,9 +101,7 @@ def test_hermite_converges_for_smooth_activations(name, q):
 def test_default_rule_matches_independent_hermite(name, q):
     phi, dphi = T.activation_and_derivative(name)
     for f in (lambda u: phi(u) ** 2, lambda u: dphi(u) ** 2):
-        assert T.gaussian_expectation(f, q) == pytest.approx(
-            hermite_expectation(f, q), abs=1e-12
-        )
+        assert T.gaussian_expectation(f, q) == pytest.approx(hermite_expectation(f, q), abs=1e-12)
 
 
 @pytest.mark.parametrize("q", [1e-4, 0.3, 2.0, 10.0, 50.0])
@@ -121,14 +109,10 @@ def test_default_rule_matches_independent_hermite(name, q):
 def test_elu_expectations_match_closed_form(q, alpha):
     """The kink at 0 (and, for alpha != 1, the jump of phi') is integrated exactly."""
     phi2, dphi2 = elu_moments(q, alpha)
-    assert T.length_map(q, 1.0, 0.0, "elu", alpha=alpha) == pytest.approx(
-        phi2, rel=1e-12
-    )
+    assert T.length_map(q, 1.0, 0.0, "elu", alpha=alpha) == pytest.approx(phi2, rel=1e-12)
     assert T.chi1(0.0, 0.0, "elu", alpha=alpha) == 0.0
     _, dphi = T.activation_and_derivative("elu", alpha=alpha)
-    assert T.gaussian_expectation(lambda u: dphi(u) ** 2, q) == pytest.approx(
-        dphi2, rel=1e-12
-    )
+    assert T.gaussian_expectation(lambda u: dphi(u) ** 2, q) == pytest.approx(dphi2, rel=1e-12)
 
 
 @pytest.mark.parametrize("q", [1e4, 1e8])
@@ -136,9 +120,7 @@ def test_default_rule_accurate_at_large_q(q):
     """E[sech^4(u)], u ~ N(0, q), is (4/3)/sqrt(2 pi q) * (1 + O(1/q)) since int sech^4 = 4/3."""
     _, dtanh = T.activation_and_derivative("tanh")
     expected = (4.0 / 3.0) / math.sqrt(2 * math.pi * q)
-    assert T.gaussian_expectation(lambda u: dtanh(u) ** 2, q) == pytest.approx(
-        expected, rel=1e-3
-    )
+    assert T.gaussian_expectation(lambda u: dtanh(u) ** 2, q) == pytest.approx(expected, rel=1e-3)
 
 
 @pytest.mark.parametrize("q", [0.7, 3.0])
@@ -157,14 +139,10 @@ def test_tanh_quadrature_matches_monte_carlo(q):
 # --------------------------------------------------------------------------- relu family
 @given(sigma_w2=sigma_w2s, sigma_b2=sigma_b2s)
 def test_relu_chi1_is_half_sigma_w2(sigma_w2, sigma_b2):
-    assert T.chi1(sigma_w2, sigma_b2, "relu") == pytest.approx(
-        sigma_w2 / 2, rel=1e-15, abs=0
-    )
+    assert T.chi1(sigma_w2, sigma_b2, "relu") == pytest.approx(sigma_w2 / 2, rel=1e-15, abs=0)
     # independent: sigma_w^2 E[1{u > 0}] by quadrature of the step function
     step = T.gaussian_expectation(lambda u: (u > 0).astype(float), 1.0)
-    assert T.chi1(sigma_w2, sigma_b2, "relu") == pytest.approx(
-        sigma_w2 * step, rel=1e-14, abs=0
-    )
+    assert T.chi1(sigma_w2, sigma_b2, "relu") == pytest.approx(sigma_w2 * step, rel=1e-14, abs=0)
 
 
 @given(sigma_w2=sigma_w2s, sigma_b2=sigma_b2s, a=slopes)
@@ -177,16 +155,9 @@ def test_leaky_relu_chi1(sigma_w2, sigma_b2, a):
 def test_relu_family_length_map_matches_quadrature(q, sigma_w2, sigma_b2, a):
     for name, hyper in [("relu", {}), ("leaky_relu", {"negative_slope": a})]:
         phi, _ = T.activation_and_derivative(name, **hyper)
-        quad = (
-            sigma_w2 * T.gaussian_expectation(lambda u, phi=phi: phi(u) ** 2, q)
-            + sigma_b2
-        )
-        assert T.length_map(q, sigma_w2, sigma_b2, name, **hyper) == pytest.approx(
-            quad, rel=1e-12
-        )
-    assert T.length_map(q, sigma_w2, sigma_b2, "relu") == pytest.approx(
-        sigma_w2 * q / 2 + sigma_b2, rel=1e-15
-    )
+        quad = sigma_w2 * T.gaussian_expectation(lambda u, phi=phi: phi(u) ** 2, q) + sigma_b2
+        assert T.length_map(q, sigma_w2, sigma_b2, name, **hyper) == pytest.approx(quad, rel=1e-12)
+    assert T.length_map(q, sigma_w2, sigma_b2, "relu") == pytest.approx(sigma_w2 * q / 2 + sigma_b2, rel=1e-15)
 
 
 def test_relu_fixed_points():
@@ -226,9 +197,7 @@ def test_tanh_fixed_point_without_bias():
     assert T.chi1(0.9, 0.0, "tanh") == pytest.approx(0.9, rel=1e-15)
     # near sigma_w2 = 1+eps: E[tanh^2] = q - 2q^2 + O(q^3) gives q* ~ (1 - 1/sigma_w2) / 2
     eps = 1e-3
-    assert T.fixed_point_q(1 + eps, 0.0, "tanh") == pytest.approx(
-        (1 - 1 / (1 + eps)) / 2, rel=1e-2
-    )
+    assert T.fixed_point_q(1 + eps, 0.0, "tanh") == pytest.approx((1 - 1 / (1 + eps)) / 2, rel=1e-2)
 
 
 def test_divergent_q_gives_asymptotic_chi1():
@@ -243,9 +212,7 @@ def test_critical_sigma_w2_known_values():
     assert T.critical_sigma_w2(0.05, "tanh") == pytest.approx(1.76, abs=0.02)
     for sigma_b2 in (0.0, 0.05, 1.0):
         assert T.critical_sigma_w2(sigma_b2, "relu") == 2.0
-        assert T.critical_sigma_w2(
-            sigma_b2, "leaky_relu", negative_slope=0.3
-        ) == pytest.approx(2 / 1.09)
+        assert T.critical_sigma_w2(sigma_b2, "leaky_relu", negative_slope=0.3) == pytest.approx(2 / 1.09)
     assert T.critical_sigma_w2(0.1, "linear") == 1.0
 
 
@@ -338,20 +305,14 @@ def test_tanh_profile_from_the_fixed_point_is_chi1_per_layer():
     q_star = iterate_length_map(np.tanh, sigma_w2, sigma_b2)
     chi1 = sigma_w2 * hermite_expectation(lambda u: (1 - np.tanh(u) ** 2) ** 2, q_star)
     profile = T.log_delta_profile(q_star, depth, sigma_w2, sigma_b2, "tanh")
-    np.testing.assert_allclose(
-        profile, 0.5 * (depth - np.arange(1, depth + 1)) * math.log(chi1), atol=1e-8
-    )
+    np.testing.assert_allclose(profile, 0.5 * (depth - np.arange(1, depth + 1)) * math.log(chi1), atol=1e-8)
 
 
 # --------------------------------------------------------------------------- correlation map
-def monte_carlo_pair(
-    f, q: float, c: float, n: int = 400_000, seed: int = 0
-) -> tuple[float, float]:
+def monte_carlo_pair(f, q: float, c: float, n: int = 400_000, seed: int = 0) -> tuple[float, float]:
     """E[f(u1) f(u2)] by sampling, and its standard error."""
     z1, z2 = np.random.default_rng(seed).standard_normal((2, n))
-    values = f(math.sqrt(q) * z1) * f(
-        math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
-    )
+    values = f(math.sqrt(q) * z1) * f(math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2))
     return float(values.mean()), float(values.std() / math.sqrt(n))
 
 
@@ -374,45 +335,30 @@ def test_relu_correlation_map_is_the_arc_cosine_kernel():
     # sigma_w2 = 2, sigma_b2 = 0: c -> (sqrt(1 - c^2) + (pi - arccos c) c) / pi (Cho & Saul 2009)
     for c in (-0.8, 0.0, 0.5, 0.99):
         expected = (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
-        assert T.correlation_map(c, 1.0, 2.0, 0.0, "relu") == pytest.approx(
-            expected, rel=1e-12
-        )
-        assert T.chi_c(c, 2.0, 0.0, "relu") == pytest.approx(
-            1 - math.acos(c) / math.pi, rel=1e-12
-        )
+        assert T.correlation_map(c, 1.0, 2.0, 0.0, "relu") == pytest.approx(expected, rel=1e-12)
+        assert T.chi_c(c, 2.0, 0.0, "relu") == pytest.approx(1 - math.acos(c) / math.pi, rel=1e-12)
 
 
 @pytest.mark.parametrize("sigma_w2", [1.2, 1.76, 3.0])
 def test_chi_c_at_one_is_chi1(sigma_w2):
-    assert T.chi_c(1.0, sigma_w2, 0.05, "tanh") == pytest.approx(
-        T.chi1(sigma_w2, 0.05, "tanh"), rel=1e-9
-    )
+    assert T.chi_c(1.0, sigma_w2, 0.05, "tanh") == pytest.approx(T.chi1(sigma_w2, 0.05, "tanh"), rel=1e-9)
 
 
 def test_fixed_point_c_in_both_phases():
     assert T.fixed_point_c(1.2, 0.05, "tanh") == 1.0  # ordered: chi1 < 1
-    assert T.fixed_point_c(2.0, 0.0, "tanh") == pytest.approx(
-        0.0, abs=1e-9
-    )  # odd phi, no bias: c* = 0
+    assert T.fixed_point_c(2.0, 0.0, "tanh") == pytest.approx(0.0, abs=1e-9)  # odd phi, no bias: c* = 0
     sigma_w2, sigma_b2 = 4.0, 0.05
     c_star = T.fixed_point_c(sigma_w2, sigma_b2, "tanh")
     assert 0.0 < c_star < 1.0
     q_star = iterate_length_map(np.tanh, sigma_w2, sigma_b2)
     pair, error = monte_carlo_pair(np.tanh, q_star, c_star)
-    assert (sigma_w2 * pair + sigma_b2) / q_star == pytest.approx(
-        c_star, abs=5 * sigma_w2 * error / q_star
-    )
+    assert (sigma_w2 * pair + sigma_b2) / q_star == pytest.approx(c_star, abs=5 * sigma_w2 * error / q_star)
 
 
 def test_correlation_depth_scale_diverges_at_the_edge_of_chaos():
     critical = T.critical_sigma_w2(0.05, "tanh")
-    assert T.correlation_depth_scale(1.2, 0.05, "tanh") == pytest.approx(
-        -1 / math.log(T.chi1(1.2, 0.05, "tanh"))
-    )
-    near = [
-        T.correlation_depth_scale(critical * f, 0.05, "tanh")
-        for f in (0.7, 0.97, 1.03, 1.5)
-    ]
+    assert T.correlation_depth_scale(1.2, 0.05, "tanh") == pytest.approx(-1 / math.log(T.chi1(1.2, 0.05, "tanh")))
+    near = [T.correlation_depth_scale(critical * f, 0.05, "tanh") for f in (0.7, 0.97, 1.03, 1.5)]
     assert near[1] > 5 * near[0] and near[2] > 5 * near[3]
 
 
@@ -420,39 +366,25 @@ def test_signal_propagation_keeps_equal_inputs_equal_and_decorrelates_in_chaos()
     qs, cs = T.signal_propagation(0.5, 1.0, 6, 1.2, 0.05, "tanh")
     np.testing.assert_allclose(cs, 1.0, atol=1e-9)
     assert qs[1] == pytest.approx(T.length_map(0.5, 1.2, 0.05, "tanh"))
-    _, cs = T.signal_propagation(
-        T.fixed_point_q(4.0, 0.05, "tanh"), 0.9, 120, 4.0, 0.05, "tanh"
-    )
+    _, cs = T.signal_propagation(T.fixed_point_q(4.0, 0.05, "tanh"), 0.9, 120, 4.0, 0.05, "tanh")
     assert cs[-1] == pytest.approx(T.fixed_point_c(4.0, 0.05, "tanh"), abs=1e-6)
 
 
 @pytest.mark.parametrize("q_star", [1 / 64, 0.25, 1.0])
 def test_critical_line_point(q_star):
     sigma_w2, sigma_b2 = T.critical_line_point(q_star, "tanh")
-    assert iterate_length_map(np.tanh, sigma_w2, sigma_b2) == pytest.approx(
-        q_star, rel=1e-8
-    )
-    assert sigma_w2 * hermite_expectation(
-        lambda u: (1 - np.tanh(u) ** 2) ** 2, q_star
-    ) == pytest.approx(1.0, rel=1e-9)
+    assert iterate_length_map(np.tanh, sigma_w2, sigma_b2) == pytest.approx(q_star, rel=1e-8)
+    assert sigma_w2 * hermite_expectation(lambda u: (1 - np.tanh(u) ** 2) ** 2, q_star) == pytest.approx(1.0, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- spectra
 def test_jacobian_spectrum_closed_forms():
     # linear Gaussian: Fuss-Catalan, m2 = L + 1 so var(s^2) = L; linear orthogonal: J is orthogonal
-    assert T.jacobian_spectrum_moments(
-        7, 1.0, 0.0, "linear", "gaussian"
-    ) == pytest.approx((1.0, 7.0))
-    assert T.jacobian_spectrum_moments(
-        7, 1.0, 0.0, "linear", "orthogonal"
-    ) == pytest.approx((1.0, 0.0))
+    assert T.jacobian_spectrum_moments(7, 1.0, 0.0, "linear", "gaussian") == pytest.approx((1.0, 7.0))
+    assert T.jacobian_spectrum_moments(7, 1.0, 0.0, "linear", "orthogonal") == pytest.approx((1.0, 0.0))
     # ReLU + He: phi'^2 = phi'^4 = 1[u > 0], mu2 / mu1^2 = 2
-    assert T.jacobian_spectrum_moments(
-        10, 2.0, 0.0, "relu", "gaussian"
-    ) == pytest.approx((1.0, 20.0))
-    assert T.jacobian_spectrum_moments(
-        10, 2.0, 0.0, "relu", "orthogonal"
-    ) == pytest.approx((1.0, 10.0))
+    assert T.jacobian_spectrum_moments(10, 2.0, 0.0, "relu", "gaussian") == pytest.approx((1.0, 20.0))
+    assert T.jacobian_spectrum_moments(10, 2.0, 0.0, "relu", "orthogonal") == pytest.approx((1.0, 10.0))
     assert T.fuss_catalan_edge(1) == pytest.approx(4.0)  # Marchenko-Pastur at ratio 1
     with pytest.raises(ValueError, match="weights"):
         T.jacobian_spectrum_moments(3, 1.0, 0.0, "tanh", "uniform")
@@ -472,18 +404,13 @@ def test_jacobian_spectrum_of_sampled_linear_gaussian_products():
 
 
 def test_log_gradient_variance_rate():
-    assert T.log_gradient_variance_rate(2.0, 0.0, "relu") == pytest.approx(
-        5 / 4
-    )  # Hanin 2018
+    assert T.log_gradient_variance_rate(2.0, 0.0, "relu") == pytest.approx(5 / 4)  # Hanin 2018
     assert T.log_gradient_variance_rate(1.0, 0.0, "linear") == pytest.approx(1 / 2)
     # sampled: one linear backward step multiplies |delta| by |W^T g| / |g|
     rng = np.random.default_rng(1)
     n = 64
     logs = [
-        np.log(
-            np.linalg.norm(rng.standard_normal((n, n)).T @ v / math.sqrt(n))
-            / np.linalg.norm(v)
-        )
+        np.log(np.linalg.norm(rng.standard_normal((n, n)).T @ v / math.sqrt(n)) / np.linalg.norm(v))
         for v in rng.standard_normal((4000, n))
     ]
     assert np.var(logs) * n == pytest.approx(0.5, rel=0.1)

@@ -116,7 +116,10 @@ def test_accumulating_k_micro_batches_equals_one_step_on_their_concatenation(nam
     plain_step, plain = train.make_train_step(model, plain_tx), init(plain_tx)
     for i in range(k):
         plain, _ = plain_step(plain, (x[i * micro : (i + 1) * micro], y[i * micro : (i + 1) * micro]))
-    gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree_util.tree_leaves(plain.params), jax.tree_util.tree_leaves(big.params)))
+    gap = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree_util.tree_leaves(plain.params), jax.tree_util.tree_leaves(big.params))
+    )
     assert gap > 1e-4
 
 
@@ -130,7 +133,9 @@ def test_remat_benchmark_same_gradients_fewer_residuals(tmp_path):
     finally:
         sys.path.pop(0)
     out = tmp_path / "remat.json"
-    report = remat_memory.main(["--depth", "8", "--width", "16", "--batch", "256", "--segments", "4", "--out", str(out)])
+    report = remat_memory.main(
+        ["--depth", "8", "--width", "16", "--batch", "256", "--segments", "4", "--out", str(out)]
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(report))
     base, seg4 = report["rows"]
     assert not base["remat"] and seg4["segment"] == 4
@@ -146,14 +151,22 @@ def test_remat_benchmark_same_gradients_fewer_residuals(tmp_path):
 def test_fit_trains_a_network_with_checkpointed_blocks(small_digits):
     train_data, test_data = small_digits
     model = nn.serial(nn.checkpoint(models.mlp([16, 16], "relu", output_activation="relu")), nn.dense(10))
-    result = train.fit(model, train_data, train.TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2), test_data=test_data, progress=False)
+    result = train.fit(
+        model,
+        train_data,
+        train.TrainConfig(epochs=2, batch_size=32, learning_rate=1e-2),
+        test_data=test_data,
+        progress=False,
+    )
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
 
 
 # ------------------------------------------------------------------ fit, state, resume
 
 SMALL_MODEL = models.build_model("mlp", num_outputs=10, depth=1, width=8)
-RESUME_CONFIG = dict(batch_size=32, learning_rate=3e-3, clip_norm=1.0, accumulate=3, seed=7)  # 8 steps/epoch: accumulation spans epochs
+RESUME_CONFIG = dict(
+    batch_size=32, learning_rate=3e-3, clip_norm=1.0, accumulate=3, seed=7
+)  # 8 steps/epoch: accumulation spans epochs
 
 
 RESUME_MODEL = models.build_model("mlp", num_outputs=10, depth=2, width=16, batch_norm=True, dropout=0.1)
@@ -175,16 +188,35 @@ def test_fit_threads_model_state_and_dropout_keys(uninterrupted, small_digits):
     running = jax.tree_util.tree_leaves(state.model_state)
     assert running and not any(np.allclose(leaf, 0.0) or np.allclose(leaf, 1.0) for leaf in running)  # stats moved
     x, y = small_digits[0][0][:32], small_digits[0][1][:32]
-    loss = jax.jit(lambda key: train.loss_and_grads(RESUME_MODEL, state.params, (x, y), model_state=state.model_state, key=key).loss)
+    loss = jax.jit(
+        lambda key: (
+            train.loss_and_grads(RESUME_MODEL, state.params, (x, y), model_state=state.model_state, key=key).loss
+        )
+    )
     assert float(loss(jax.random.key(0))) != float(loss(jax.random.key(1)))  # the key reaches dropout
 
 
 def test_resume_reproduces_the_uninterrupted_run_bit_exactly(uninterrupted, small_digits, tmp_path):
     train_data, test_data = small_digits
-    first = train.fit(RESUME_MODEL, train_data, train.TrainConfig(epochs=2, **RESUME_CONFIG), test_data=test_data, checkpoint_dir=tmp_path, progress=False)
+    first = train.fit(
+        RESUME_MODEL,
+        train_data,
+        train.TrainConfig(epochs=2, **RESUME_CONFIG),
+        test_data=test_data,
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert [step for step, _ in list_checkpoints(tmp_path)] == [8, 16]
     assert not _leaves_equal(first.state.params, uninterrupted.state.params)
-    resumed = train.fit(RESUME_MODEL, train_data, train.TrainConfig(epochs=4, **RESUME_CONFIG), test_data=test_data, checkpoint_dir=tmp_path, resume=True, progress=False)
+    resumed = train.fit(
+        RESUME_MODEL,
+        train_data,
+        train.TrainConfig(epochs=4, **RESUME_CONFIG),
+        test_data=test_data,
+        checkpoint_dir=tmp_path,
+        resume=True,
+        progress=False,
+    )
     assert _leaves_equal(resumed.state, uninterrupted.state)  # params, optimizer, batch-norm state, key, step
     assert _without_timing(resumed.history) == _without_timing(uninterrupted.history)
 
@@ -198,9 +230,19 @@ def test_resuming_an_interrupted_run_reproduces_the_uninterrupted_run(uninterrup
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train.fit(RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=tmp_path, progress=False, on_step=interrupt)
+        train.fit(
+            RESUME_MODEL,
+            train_data,
+            config,
+            test_data=test_data,
+            checkpoint_dir=tmp_path,
+            progress=False,
+            on_step=interrupt,
+        )
     assert [step for step, _ in list_checkpoints(tmp_path)] == [8]  # epoch 1 only
-    resumed = train.fit(RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=tmp_path, resume=True, progress=False)
+    resumed = train.fit(
+        RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=tmp_path, resume=True, progress=False
+    )
     assert _leaves_equal(resumed.state, uninterrupted.state)
     assert _without_timing(resumed.history) == _without_timing(uninterrupted.history)
 
@@ -235,11 +277,27 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
     with pytest.raises(CheckpointError, match=r"already holds ckpt_00000008.npz; pass resume=True \(--resume\)"):
         train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(CheckpointError, match="batch_size=32 but this run has batch_size=16"):
-        train.fit(model, train_data, train.TrainConfig(epochs=2, batch_size=16, seed=1), checkpoint_dir=tmp_path, resume=True, progress=False)
+        train.fit(
+            model,
+            train_data,
+            train.TrainConfig(epochs=2, batch_size=16, seed=1),
+            checkpoint_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(CheckpointError, match="shape"):  # another width
-        train.fit(models.build_model("mlp", num_outputs=10, depth=1, width=9), train_data, config, checkpoint_dir=tmp_path, resume=True, progress=False)
+        train.fit(
+            models.build_model("mlp", num_outputs=10, depth=1, width=9),
+            train_data,
+            config,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
     with pytest.raises(CheckpointError, match="different run"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, resume=True, run_info={"model": "other"}, progress=False)
+        train.fit(
+            model, train_data, config, checkpoint_dir=tmp_path, resume=True, run_info={"model": "other"}, progress=False
+        )
     path = latest_checkpoint(tmp_path)
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="ckpt_00000008.npz.*(corrupt|truncated)"):
@@ -283,7 +341,9 @@ def test_guard_names_the_step_and_the_first_overflowing_layer(tmp_path):
     model, (x, y), config = _overflow_setup({3: 1e19})
     train.fit(model, (x, y), dataclasses.replace(config, epochs=1), checkpoint_dir=tmp_path, progress=False)
     x[32:64] *= 1e22  # batch 1 of each epoch: step 5 = epoch 2, batch 1
-    with pytest.raises(train.NonFiniteError, match=r"step 5 \(epoch 2\): first non-finite activation at tap 'z3'") as info:
+    with pytest.raises(
+        train.NonFiniteError, match=r"step 5 \(epoch 2\): first non-finite activation at tap 'z3'"
+    ) as info:
         train.fit(model, (x, y), config, checkpoint_dir=tmp_path, resume=True, progress=False)
     assert info.value.step == 5 and info.value.layer == "z3"
     assert "no checkpoint was written from it (last good checkpoint:" in str(info.value)
@@ -294,7 +354,9 @@ def test_guard_names_the_first_layer_whose_gradient_overflows(tmp_path):
     # inputs of 1e-30 keep the forward finite (z3 ~ 1e10), but layers 2 and 3 (x1e20 each)
     # overflow the backward pass at dz1, so the first non-finite gradient is layer 1's.
     model, (x, y), config = _overflow_setup({2: 1e20, 3: 1e20})
-    with pytest.raises(train.NonFiniteError, match=r"step 0 .*non-finite gradient first in params\[0\]\[0\]\['b'\]") as info:
+    with pytest.raises(
+        train.NonFiniteError, match=r"step 0 .*non-finite gradient first in params\[0\]\[0\]\['b'\]"
+    ) as info:
         train.fit(model, (x * 1e-30, y), config, checkpoint_dir=tmp_path, progress=False)
     assert info.value.layer == "params[0][0]['b']" and "activation" not in str(info.value)
     assert list_checkpoints(tmp_path) == []
@@ -328,7 +390,12 @@ def test_config_and_optimizer_validation():
     with pytest.raises(ValueError, match="unknown precision"):
         train.TrainConfig(precision="f64")
     with pytest.raises(ValueError, match="batch_size 64 is larger than the training set"):
-        train.fit(models.build_model("mlp", num_outputs=2), (np.zeros((10, 3), np.float32), np.zeros(10, np.int32)), train.TrainConfig(batch_size=64), progress=False)
+        train.fit(
+            models.build_model("mlp", num_outputs=2),
+            (np.zeros((10, 3), np.float32), np.zeros(10, np.int32)),
+            train.TrainConfig(batch_size=64),
+            progress=False,
+        )
 
 
 class _Terminal(io.StringIO):
@@ -350,7 +417,10 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere():
             assert "epoch 2/2  train_loss 0.25  1,234 ex/s" in text
         else:
             assert "\r" not in text and "[" not in text
-            assert text.splitlines() == ["epoch 1/2  train_loss 0.25  1,234 ex/s", "epoch 2/2  train_loss 0.25  1,234 ex/s"]
+            assert text.splitlines() == [
+                "epoch 1/2  train_loss 0.25  1,234 ex/s",
+                "epoch 2/2  train_loss 0.25  1,234 ex/s",
+            ]
     quiet = io.StringIO()
     Progress(1, 1, stream=quiet, enabled=False).end_epoch({"train_loss": 1.0})
     assert quiet.getvalue() == ""

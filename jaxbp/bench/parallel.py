@@ -27,7 +27,9 @@ from jaxbp.bench._measure import section_main, time_variants
 from jaxbp.bench.mlp import BATCH, TINY_BATCH, TINY_WIDTHS, WIDTHS, mlp
 
 FORCED_HOST_DEVICES = 4
-SHARED_CORES_NOTE = "forced host devices share the same CPU cores: the figures show data-parallel overhead, not speed-up"
+SHARED_CORES_NOTE = (
+    "forced host devices share the same CPU cores: the figures show data-parallel overhead, not speed-up"
+)
 
 
 def device_counts(available: int) -> list[int]:
@@ -65,9 +67,7 @@ def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
             train.shard_state(initial, parallel),
             train.shard_batch(data, parallel),
         )
-        variants[name] = lambda step=step, state=state, sharded=sharded: step(
-            state, sharded
-        )
+        variants[name] = lambda step=step, state=state, sharded=sharded: step(state, sharded)
     timings = time_variants(variants, repeats)
 
     platform = jax.devices()[0].platform

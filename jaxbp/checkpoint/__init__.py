@@ -220,7 +220,7 @@ def save_checkpoint(
     tmp_path = Path(tmp.name)
     try:
         with tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
             tmp.flush()
             os.fsync(tmp.fileno())
         if final.exists():

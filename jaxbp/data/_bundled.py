@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Iterator, Literal, NamedTuple, TypeVar, Union, overload
+from collections.abc import Iterator
+from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 import jax
 import numpy as np
@@ -175,7 +176,7 @@ def digits(
     test_fraction: float = 0.2,
     seed: int = 0,
     dtype: Any = np.float32,
-) -> Union[Dataset, tuple[np.ndarray, np.ndarray]]:
+) -> Dataset | tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes), split train/test.
 
     Pixels are scaled from 0..16 to [0, 1] and cast to ``dtype``; labels are int32 (N,).
@@ -335,9 +336,9 @@ def batches(
     def gen() -> Iterator[T]:
         for i in range(count):
             if perm is None:
-                yield jax.tree_util.tree_map(lambda a: a[i * b : (i + 1) * b], data)
+                yield jax.tree_util.tree_map(lambda a, i=i: a[i * b : (i + 1) * b], data)
             else:
                 idx = perm[i * b : (i + 1) * b]
-                yield jax.tree_util.tree_map(lambda a: a[idx], data)
+                yield jax.tree_util.tree_map(lambda a, idx=idx: a[idx], data)
 
     return gen()

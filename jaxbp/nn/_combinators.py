@@ -78,7 +78,9 @@ def residual(*layers: Layer, projection: Layer | None = None) -> Layer:
     block = serial(*layers)
     children = [block] if projection is None else [block, projection]
     if projection is not None and not isinstance(projection, Layer):
-        raise TypeError(f"residual: projection must be an nn.Layer (e.g. nn.conv2d(c, 1)), got {type(projection).__name__}")
+        raise TypeError(
+            f"residual: projection must be an nn.Layer (e.g. nn.conv2d(c, 1)), got {type(projection).__name__}"
+        )
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
         # without a projection the block gets ``key`` itself (as before projections existed)

@@ -53,8 +53,8 @@ def _is_prng_key(key: object) -> bool:
     if dtype is None:
         return False
     if jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        return key.shape == ()
-    return dtype == np.uint32 and key.shape == jax.random.key_data(jax.random.key(0)).shape
+        return getattr(key, "shape", None) == ()
+    return dtype == np.uint32 and getattr(key, "shape", None) == jax.random.key_data(jax.random.key(0)).shape
 
 
 def dropout(x: Array, key: Array | None, rate: float, *, train: bool) -> Array:

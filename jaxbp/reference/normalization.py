@@ -58,7 +58,9 @@ def batch_norm(params: dict, x: Array, eps: float = 1e-5) -> tuple[Array, Array,
     return parts.y, parts.mean, parts.var
 
 
-def batch_norm_inference_parts(params: dict, x: Array, mean: Array, var: Array, eps: float = 1e-5) -> NormalizationParts:
+def batch_norm_inference_parts(
+    params: dict, x: Array, mean: Array, var: Array, eps: float = 1e-5
+) -> NormalizationParts:
     """Eval-mode batch norm with given (running) statistics ``mean, var: (C,)``, and ``1 / sqrt(var + eps)``."""
     return _scale_and_shift(params, x, mean, var, eps)
 

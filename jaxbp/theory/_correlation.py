@@ -60,9 +60,7 @@ def _check_c(c: float) -> None:
 
 def _relu_family_slope(activation: str, h: dict[str, float]) -> float | None:
     """The negative-side slope a of a piecewise-linear activation (relu 0, leaky a, linear 1)."""
-    return {"relu": 0.0, "leaky_relu": h.get("negative_slope"), "linear": 1.0}.get(
-        activation
-    )
+    return {"relu": 0.0, "leaky_relu": h.get("negative_slope"), "linear": 1.0}.get(activation)
 
 
 def bivariate_expectation(f, g, q: float, c: float) -> float:
@@ -79,20 +77,14 @@ def bivariate_expectation(f, g, q: float, c: float) -> float:
     return float(np.sum(w[:, None] * w[None, :] * f(u1) * g(u2)))
 
 
-def _expect_pair(
-    activation: str, h: dict, q: float, c: float, derivative: bool
-) -> float:
+def _expect_pair(activation: str, h: dict, q: float, c: float, derivative: bool) -> float:
     """E[phi(u1) phi(u2)] (or of phi'), closed form for the ReLU family."""
     a = _relu_family_slope(activation, h)
     if a is not None:
         theta = math.acos(max(-1.0, min(1.0, c)))
         if derivative:  # E[1{u1>0} 1{u2>0}] = (pi - theta) / (2 pi)
-            return (
-                a * a + a * (1 - a) + (1 - a) ** 2 * (math.pi - theta) / (2 * math.pi)
-            )
-        relu_pair = (
-            q / (2 * math.pi) * (math.sqrt(max(0.0, 1 - c * c)) + (math.pi - theta) * c)
-        )
+            return a * a + a * (1 - a) + (1 - a) ** 2 * (math.pi - theta) / (2 * math.pi)
+        relu_pair = q / (2 * math.pi) * (math.sqrt(max(0.0, 1 - c * c)) + (math.pi - theta) * c)
         return a * a * q * c + a * (1 - a) * q * c + (1 - a) ** 2 * relu_pair
     phi, dphi = activation_and_derivative(activation, **h)
     fn = dphi if derivative else phi
@@ -124,9 +116,7 @@ def correlation_map(
     return (sigma_w2 * _expect_pair(activation, h, q, c, False) + sigma_b2) / q_next
 
 
-def chi_c(
-    c: float, sigma_w2: float, sigma_b2: float, activation: str, **hyper: float
-) -> float:
+def chi_c(c: float, sigma_w2: float, sigma_b2: float, activation: str, **hyper: float) -> float:
     r""":math:`\chi_c(c) = \sigma_w^2\,\mathbb E[\phi'(u_1)\phi'(u_2)]` at :math:`q^*`; :math:`\chi_c(1) = \chi_1`."""
     h = _check_activation(activation, hyper)
     _check_c(c)
@@ -165,9 +155,7 @@ def fixed_point_c(
     return 0.5 * (lo + hi)
 
 
-def correlation_depth_scale(
-    sigma_w2: float, sigma_b2: float, activation: str, **hyper: float
-) -> float:
+def correlation_depth_scale(sigma_w2: float, sigma_b2: float, activation: str, **hyper: float) -> float:
     r"""Depth scale :math:`\xi_c = -1/\ln\chi_c(c^*)` of the correlation (``inf`` on the critical line)."""
     c_star = fixed_point_c(sigma_w2, sigma_b2, activation, **hyper)
     chi = chi_c(c_star, sigma_w2, sigma_b2, activation, **hyper)
@@ -189,18 +177,14 @@ def signal_propagation(
         cs.append(
             min(
                 1.0,
-                correlation_map(
-                    cs[-1], qs[-1], sigma_w2, sigma_b2, activation, **hyper
-                ),
+                correlation_map(cs[-1], qs[-1], sigma_w2, sigma_b2, activation, **hyper),
             )
         )
         qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper)))
     return np.array(qs), np.array(cs)
 
 
-def critical_line_point(
-    q_star: float, activation: str, **hyper: float
-) -> tuple[float, float]:
+def critical_line_point(q_star: float, activation: str, **hyper: float) -> tuple[float, float]:
     r"""The point :math:`(\sigma_w^2, \sigma_b^2)` of the critical line :math:`\chi_1 = 1` whose fixed point is ``q_star``.
 
     :math:`\sigma_w^2 = 1/\mathbb E[\phi'(\sqrt{q^*}z)^2]` and
@@ -210,13 +194,9 @@ def critical_line_point(
     """
     h = _check_activation(activation, hyper)
     if not q_star > 0 or math.isinf(q_star):
-        raise ValueError(
-            f"critical_line_point: q_star must be finite and > 0, got {q_star!r}"
-        )
+        raise ValueError(f"critical_line_point: q_star must be finite and > 0, got {q_star!r}")
     sigma_w2 = 1.0 / chi_at_q(q_star, 1.0, activation, **h)
     sigma_b2 = q_star - length_map(q_star, sigma_w2, 0.0, activation, **cast(_Hyper, h))
     if sigma_b2 < -1e-12 * q_star:
-        raise ValueError(
-            f"critical_line_point: q_star={q_star} needs sigma_b2 = {sigma_b2:.3g} < 0 for {activation!r}"
-        )
+        raise ValueError(f"critical_line_point: q_star={q_star} needs sigma_b2 = {sigma_b2:.3g} < 0 for {activation!r}")
     return sigma_w2, max(sigma_b2, 0.0)

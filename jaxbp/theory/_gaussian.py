@@ -36,17 +36,12 @@ class _Hyper(TypedDict, total=False):
 def _check_activation(activation: str, hyper: dict) -> dict[str, float]:
     """Validate ``activation`` and its hyperparameters; return the completed hyper dict."""
     if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"unknown activation {activation!r}; valid names are: {', '.join(ACTIVATIONS)}"
-        )
+        raise ValueError(f"unknown activation {activation!r}; valid names are: {', '.join(ACTIVATIONS)}")
     allowed = _HYPER_DEFAULTS.get(activation, {})
     unexpected = set(hyper) - set(allowed)
     if unexpected:
         valid = ", ".join(sorted(allowed)) or "none"
-        raise ValueError(
-            f"unexpected hyperparameter(s) {sorted(unexpected)} for {activation!r}; "
-            f"valid: {valid}"
-        )
+        raise ValueError(f"unexpected hyperparameter(s) {sorted(unexpected)} for {activation!r}; valid: {valid}")
     full = {**allowed, **hyper}
     for key, value in full.items():
         if not np.isfinite(value):
@@ -63,14 +58,8 @@ def _check_nonnegative(**values: float) -> None:
 def _check_degree(degree: int | None) -> None:
     if degree is None:
         return
-    if (
-        isinstance(degree, bool)
-        or not isinstance(degree, (int, np.integer))
-        or not 1 <= degree <= MAX_HERMITE_DEGREE
-    ):
-        raise ValueError(
-            f"degree must be None or an integer in [1, {MAX_HERMITE_DEGREE}], got {degree!r}"
-        )
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or not 1 <= degree <= MAX_HERMITE_DEGREE:
+        raise ValueError(f"degree must be None or an integer in [1, {MAX_HERMITE_DEGREE}], got {degree!r}")
 
 
 def _check_q(q: float) -> None:
@@ -202,9 +191,7 @@ def _composite_rule(q: float) -> tuple[np.ndarray, np.ndarray]:
     mid, half = 0.5 * (edges[1:] + edges[:-1]), 0.5 * (edges[1:] - edges[:-1])
     x, w = _legendre_rule()
     pos = (mid[:, None] + half[:, None] * x[None, :]).ravel()
-    wpos = (
-        (half[:, None] * w[None, :]).ravel() * _INV_SQRT_2PI * np.exp(-0.5 * pos * pos)
-    )
+    wpos = (half[:, None] * w[None, :]).ravel() * _INV_SQRT_2PI * np.exp(-0.5 * pos * pos)
     return np.concatenate([-pos, pos]), np.concatenate([wpos, wpos])
 
 

@@ -112,9 +112,7 @@ def fixed_point_q(
     return _bracket_and_bisect(lambda x: lmap(x) - x, q, prev_step, tol)
 
 
-def _bracket_and_bisect(
-    g: Callable[[float], float], q: float, step: float, tol: float
-) -> float:
+def _bracket_and_bisect(g: Callable[[float], float], q: float, step: float, tol: float) -> float:
     """Root of ``g`` (``g = L - id``) nearest to ``q`` in the direction of ``step``."""
     g_q = g(q)
     if g_q == 0.0:
@@ -331,16 +329,9 @@ def log_delta_profile(
     :math:`q_1 = q^*` it is :math:`\tfrac12 (L-l)\ln\chi_1`.
     """
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise ValueError(
-            f"log_delta_profile: depth must be a positive integer, got {depth!r}"
-        )
+        raise ValueError(f"log_delta_profile: depth must be a positive integer, got {depth!r}")
     qs = [float(q1)]
     for _ in range(depth - 2):
         qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper)))
-    half_log_chi = np.array(
-        [
-            0.5 * math.log(chi_at_q(q, sigma_w2, activation, **hyper))
-            for q in qs[: depth - 1]
-        ]
-    )
+    half_log_chi = np.array([0.5 * math.log(chi_at_q(q, sigma_w2, activation, **hyper)) for q in qs[: depth - 1]])
     return np.append(np.cumsum(half_log_chi[::-1])[::-1], 0.0)

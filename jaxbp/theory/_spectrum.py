@@ -45,15 +45,11 @@ __all__ = [
 WEIGHT_S1 = {"gaussian": -1.0, "orthogonal": 0.0}
 
 
-def derivative_moments(
-    q: float, activation: str, **hyper: float
-) -> tuple[float, float]:
+def derivative_moments(q: float, activation: str, **hyper: float) -> tuple[float, float]:
     r""":math:`(\mu_1, \mu_2) = (\mathbb E[\phi'(\sqrt q z)^2], \mathbb E[\phi'(\sqrt q z)^4])`."""
     h = _check_activation(activation, hyper)
     _, dphi = activation_and_derivative(activation, **h)
-    return gaussian_expectation(lambda u: dphi(u) ** 2, q), gaussian_expectation(
-        lambda u: dphi(u) ** 4, q
-    )
+    return gaussian_expectation(lambda u: dphi(u) ** 2, q), gaussian_expectation(lambda u: dphi(u) ** 4, q)
 
 
 def jacobian_spectrum_moments(
@@ -69,23 +65,15 @@ def jacobian_spectrum_moments(
     ``weights`` is ``"gaussian"`` or ``"orthogonal"``; see the module docstring for the formula.
     """
     if weights not in WEIGHT_S1:
-        raise ValueError(
-            f"jacobian_spectrum_moments: weights must be one of {sorted(WEIGHT_S1)}, got {weights!r}"
-        )
+        raise ValueError(f"jacobian_spectrum_moments: weights must be one of {sorted(WEIGHT_S1)}, got {weights!r}")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(
-            f"jacobian_spectrum_moments: depth must be a positive integer, got {depth!r}"
-        )
+        raise ValueError(f"jacobian_spectrum_moments: depth must be a positive integer, got {depth!r}")
     q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
     if math.isinf(q_star):
-        raise ValueError(
-            f"jacobian_spectrum_moments: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}"
-        )
+        raise ValueError(f"jacobian_spectrum_moments: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
     mu1, mu2 = derivative_moments(q_star, activation, **hyper)
     chi = chi1(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
-    return chi**depth, chi ** (2 * depth) * depth * (
-        mu2 / mu1**2 - 1.0 - WEIGHT_S1[weights]
-    )
+    return chi**depth, chi ** (2 * depth) * depth * (mu2 / mu1**2 - 1.0 - WEIGHT_S1[weights])
 
 
 def fuss_catalan_edge(depth: int) -> float:
@@ -95,9 +83,7 @@ def fuss_catalan_edge(depth: int) -> float:
     return math.exp((depth + 1) * math.log(depth + 1) - depth * math.log(depth))
 
 
-def log_gradient_variance_rate(
-    sigma_w2: float, sigma_b2: float, activation: str, **hyper: float
-) -> float:
+def log_gradient_variance_rate(sigma_w2: float, sigma_b2: float, activation: str, **hyper: float) -> float:
     r"""Finite-width growth :math:`\kappa` of :math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|) \approx \kappa\,(L-1)/N` for one input.
 
     One backward step multiplies :math:`\|\delta\|^2` by :math:`(\sigma_w^2/N)\sum_i \phi'(z_i)^2 g_i^2`
@@ -109,8 +95,6 @@ def log_gradient_variance_rate(
     """
     q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
     if math.isinf(q_star):
-        raise ValueError(
-            f"log_gradient_variance_rate: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}"
-        )
+        raise ValueError(f"log_gradient_variance_rate: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
     mu1, mu2 = derivative_moments(q_star, activation, **hyper)
     return (3.0 * mu2 / mu1**2 - 1.0) / 4.0
