@@ -9,7 +9,8 @@ from jaxbp.ops.embedding import embedding
 from jaxbp.ops.losses import binary_cross_entropy_with_logits, mse, softmax_cross_entropy
 from jaxbp.ops.normalization import BatchStatistics, batch_norm, layer_norm
 from jaxbp.ops.pooling import avg_pool2d, global_avg_pool, max_pool2d
-from jaxbp.ops.recurrent import concatenate, gru, lstm, reverse_sequences, rnn
+from jaxbp.ops.recurrent import gru, lstm, rnn
+from jaxbp.ops.sequence import concatenate, reverse_sequences
 from jaxbp.ops.softmax import log_softmax, softmax
 from jaxbp.ops.structural import add, flatten, reshape
 

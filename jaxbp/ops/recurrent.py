@@ -21,7 +21,6 @@ Saturation: gate derivatives are taken from the saved activations (``sigma (1 - 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
@@ -29,7 +28,7 @@ import numpy as np
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, as_float_array, define_op, is_concrete, normalize_axis, require_rank
+from jaxbp.core import Array, as_float_array, define_op, is_concrete, require_rank
 from jaxbp.reference.recurrent import keep_where, previous_states, step_mask
 
 
@@ -242,63 +241,6 @@ def _gru_bwd(residuals, cotangents):
 _gru = define_op(reference.gru, _gru_fwd, _gru_bwd)
 
 
-# ------------------------------------------------------------------ bidirectional
-
-
-def _reverse_fwd(x, lengths):
-    return reference.reverse_sequences(x, lengths), lengths
-
-
-def _reverse_bwd(lengths, dy):
-    """Forward: ``y[b, t] = x[b, L_b - 1 - t]`` (a permutation of the steps that is its own inverse).
-    ``dx = reverse(dy)`` with the same lengths."""
-    return reference.reverse_sequences(dy, lengths), None
-
-
-_reverse_sequences = define_op(reference.reverse_sequences, _reverse_fwd, _reverse_bwd)
-
-
-def _concatenate_fwd(arrays, axis):
-    return reference.concatenate(arrays, axis), tuple(a.shape[axis] for a in arrays)
-
-
-def _concatenate_bwd(axis, sizes, dy):
-    """Forward: ``y = [a_1 | a_2 | ...]`` along ``axis``.  ``da_i`` is ``dy``'s slice where ``a_i`` sits."""
-    return (tuple(jnp.split(dy, np.cumsum(sizes)[:-1].tolist(), axis=axis)),)
-
-
-def _concatenate_primal(arrays, axis):
-    return reference.concatenate(arrays, axis)
-
-
-_concatenate = define_op(_concatenate_primal, _concatenate_fwd, _concatenate_bwd, nondiff_argnums=(1,))
-
-
-def reverse_sequences(x: Array, *, lengths: Array | None = None) -> Array:
-    """Reverse every sequence of ``x: (B, T, ...)`` in time, within its length when ``lengths`` is given
-    (steps past a length stay where they are), so a backward-in-time RNN reads the real steps first."""
-    x = as_float_array("reverse_sequences", "x", x)
-    require_rank("reverse_sequences", "x (batch, time, ...)", x, min_rank=2)
-    return _reverse_sequences(x, _checked_lengths("reverse_sequences", lengths, x.shape[0], x.shape[1]))
-
-
-def concatenate(arrays: Sequence[Array], axis: int = -1) -> Array:
-    """Join float arrays of equal shape but along ``axis``; the backward splits ``dy`` back."""
-    arrays = tuple(as_float_array("concatenate", f"arrays[{i}]", a) for i, a in enumerate(arrays))
-    if not arrays:
-        raise ValueError("concatenate: needs at least one array")
-    axis = normalize_axis("concatenate", axis, arrays[0].ndim)
-    for i, a in enumerate(arrays):
-        others = a.shape[:axis] + a.shape[axis + 1 :]
-        if a.ndim != arrays[0].ndim or others != arrays[0].shape[:axis] + arrays[0].shape[axis + 1 :]:
-            raise ValueError(
-                f"concatenate: arrays[{i}] has shape {tuple(a.shape)}, which differs from arrays[0] "
-                f"{tuple(arrays[0].shape)} outside axis {axis}"
-            )
-    dtype = jnp.result_type(*arrays)
-    return _concatenate(tuple(a.astype(dtype) for a in arrays), axis)
-
-
 # ---------------------------------------------------------------- public ops
 
 
@@ -349,7 +291,7 @@ def _checked_state(op: str, name: str, state: Any, batch: int, hidden: int, dtyp
     return state
 
 
-def _checked_lengths(op: str, lengths: Any, batch: int, time: int) -> Array | None:
+def checked_lengths(op: str, lengths: Any, batch: int, time: int) -> Array | None:
     if lengths is None:
         return None
     lengths = jnp.asarray(lengths)
@@ -368,7 +310,7 @@ def _checked_lengths(op: str, lengths: Any, batch: int, time: int) -> Array | No
 def _checked_call(op: str, params: Any, x: Any, bias_keys: tuple[str, ...], num_gates: int, lengths: Any):
     params, hidden = _checked_params(op, params, bias_keys, num_gates)
     x = _checked_sequence(op, x, params["w_ih"].shape[0])
-    return params, x, hidden, _checked_lengths(op, lengths, x.shape[0], x.shape[1])
+    return params, x, hidden, checked_lengths(op, lengths, x.shape[0], x.shape[1])
 
 
 def rnn(params: dict, x: Array, h0: Array | None = None, *, lengths: Array | None = None) -> tuple[Array, Array]:
