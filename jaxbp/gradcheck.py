@@ -94,33 +94,38 @@ def numerical_gradient(
     ``df/dθ_i ≈ (f(θ + eps e_i) - f(θ - eps e_i)) / (2 eps)`` for every element of
     every argument in ``argnums`` (pytrees allowed). Returns what ``jax.grad(f,
     argnums)`` would: one gradient, or a tuple when ``argnums`` is a sequence.
-    Perturbations are evaluated ``chunk_size`` at a time with ``vmap``.
+    All differentiated elements form one vector; its perturbations are evaluated
+    ``chunk_size`` at a time with ``vmap`` (the last chunk padded), so the whole
+    gradient costs one compilation.
     """
     _require_x64("numerical_gradient")
     if eps <= 0:
         raise ValueError(f"numerical_gradient: eps must be positive, got {eps}")
     args = _to_float64(args)
-    grads = []
-    for position in _as_tuple(argnums):
-        flat, unravel = ravel_pytree(args[position])
+    positions = _as_tuple(argnums)
+    flat, unravel = ravel_pytree(tuple(args[p] for p in positions))
+    size = flat.size
 
-        def f_of_flat(theta, position=position, unravel=unravel):
-            new_args = list(args)
-            new_args[position] = unravel(theta)
-            value = f(*new_args)
-            if jnp.shape(value) != ():
-                raise ValueError(f"numerical_gradient: f must return a scalar, got shape {jnp.shape(value)}")
-            return value
+    def f_of_flat(theta: jax.Array) -> jax.Array:
+        new_args = list(args)
+        for position, value in zip(positions, unravel(theta)):
+            new_args[position] = value
+        value = f(*new_args)
+        if jnp.shape(value) != ():
+            raise ValueError(f"numerical_gradient: f must return a scalar, got shape {jnp.shape(value)}")
+        return value
 
-        difference = jax.jit(
-            jax.vmap(lambda step, flat=flat: (f_of_flat(flat + step) - f_of_flat(flat - step)) / (2 * eps))
-        )
-        size = flat.size
-        parts = [
-            difference(eps * np.eye(size, dtype=flat.dtype)[start : start + chunk_size])
-            for start in range(0, size, chunk_size)
-        ]
-        grads.append(unravel(jnp.concatenate(parts) if parts else flat))
+    @jax.jit
+    @jax.vmap
+    def difference(index: jax.Array) -> jax.Array:
+        step = eps * jax.nn.one_hot(index, size, dtype=flat.dtype)  # index -1 (padding): a zero step
+        return (f_of_flat(flat + step) - f_of_flat(flat - step)) / (2 * eps)
+
+    chunk = max(1, min(chunk_size, size))
+    indices = np.full(-(-size // chunk) * chunk, -1)
+    indices[:size] = np.arange(size)
+    parts = [difference(indices[start : start + chunk]) for start in range(0, indices.size, chunk)]
+    grads = unravel(jnp.concatenate(parts)[:size] if parts else flat)
     return grads[0] if isinstance(argnums, int) else tuple(grads)
 
 

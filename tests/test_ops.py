@@ -26,7 +26,7 @@ OPS = CASES
 
 
 @pytest.mark.parametrize("name", sorted(OPS))
-@settings(max_examples=4)
+@settings(max_examples=2)  # ~60 cases: each example compiles three programs
 @given(seed=seeds)
 def test_vjp_matches_reference_and_finite_differences(x64, name, seed):
     """Shapes come from each case's own sampler (NHWC + kernel, (B, T, H, D), ...)."""
@@ -147,9 +147,7 @@ class OpUnderTransformsTest(chex.TestCase):
         case = OPS[name]
         with jax.enable_x64(True):
             shape = case.draw_shape(np.random.default_rng(0))
-            batch = [
-                case.make_args(seed, shape) for seed in (0, 20, 40)
-            ]  # builders vary some widths with seed % 4, % 5
+            batch = [case.make_args(seed, shape) for seed in (0, 20)]  # builders vary some widths with seed % 4, % 5
         narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
         batch = jax.tree_util.tree_map(lambda x: x.astype(narrow[x.dtype]) if x.dtype in narrow else x, batch)
         stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
@@ -158,12 +156,16 @@ class OpUnderTransformsTest(chex.TestCase):
             return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(case.op(*args)))
 
         eager = [jax.grad(scalar)(*args) for args in batch]
-        variant = [self.variant(jax.grad(scalar))(*args) for args in batch]
-        remat = [self.variant(jax.grad(jax.checkpoint(scalar)))(*args) for args in batch]
         vmapped = self.variant(jax.vmap(jax.grad(scalar)))(*stacked)
-        for i in range(3):
-            for got in (variant[i], remat[i], jax.tree_util.tree_map(lambda v, i=i: v[i], vmapped)):
-                chex.assert_trees_all_close(got, eager[i], rtol=1e-5, atol=1e-6)
+        transformed = {
+            "checkpoint": [self.variant(jax.grad(jax.checkpoint(scalar)))(*args) for args in batch],
+            "vmap": [jax.tree_util.tree_map(lambda v, i=i: v[i], vmapped) for i in range(len(batch))],
+        }
+        if self.variant.type != "without_jit":  # without jit the plain variant is the eager gradient itself
+            transformed["plain"] = [self.variant(jax.grad(scalar))(*args) for args in batch]
+        for grads in transformed.values():
+            for got, want in zip(grads, eager):
+                chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_static_hyper_parameters_are_not_traced():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxbp.studies import vanishing as V
-from jaxbp.studies.vanishing import _gradients, _report, _settings, _spectra, _stats, _tables
+from jaxbp.studies.vanishing import _across_time, _gradients, _report, _settings, _spectra, _stats, _tables
 
 # ------------------------------------------------------------------ statistics
 
@@ -130,6 +130,39 @@ def test_jacobian_singular_values_match_the_explicit_product(x64):
     np.testing.assert_allclose(np.asarray(got), np.array(expected), rtol=1e-10)
 
 
+def test_rnn_gradients_across_time_match_an_explicit_numpy_bptt(x64):
+    """The across-time norms equal ||dL/dh_t|| from BPTT written out in numpy:
+    g_T = v, g_{t-1} = (g_t * (1 - h_t^2)) W_hh^T for L = <h_T, v>."""
+    params = _across_time.rnn_params(jax.random.PRNGKey(0), 3, 5, sigma_w2=1.7, sigma_x2=0.5, sigma_b2=0.1)
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (2, 7, 3), jnp.float64))
+    v = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (2, 5), jnp.float64))
+    w_ih, w_hh, b = (np.asarray(params[k]) for k in ("w_ih", "w_hh", "b"))
+    hs, h = [], np.zeros((2, 5))
+    for t in range(7):
+        h = np.tanh(x[:, t] @ w_ih + h @ w_hh + b)
+        hs.append(h)
+    g, expected = v, []
+    for t in reversed(range(7)):
+        expected.append(np.linalg.norm(g))
+        g = (g * (1 - hs[t] ** 2)) @ w_hh.T
+    stacked = jax.tree_util.tree_map(lambda a: a[None], params)
+    got = _across_time._norms_function("rnn")(stacked, jnp.asarray(x)[None], jnp.asarray(v)[None])[0]
+    np.testing.assert_allclose(np.asarray(got), expected[::-1], rtol=1e-12)
+
+
+def test_lstm_forget_bias_slows_the_decay_across_time(x64):
+    """A larger forget-gate bias keeps ||dL/dh_t|| up (f_t = dc_t/dc_{t-1} closer to 1)."""
+    config = V.PRESETS["tiny"].replace(
+        time_steps=12, time_seeds=4, lstm_forget_biases=(-2.0, 3.0), rnn_sigma_w2s=(1.0,)
+    )
+    result = _across_time.across_time(config, jax.random.PRNGKey(0))
+    effect = result["forget_bias_effect"]["rate_difference"]
+    assert effect["mean"] > 3 * effect["se"] > 0
+    rnn = result["rnn"][0]
+    assert rnn["predicted_rate"] == pytest.approx(0.5 * math.log(rnn["chi"]))
+    assert np.shape(rnn["grad_norm"]) == (4, 12) and rnn["measured_rate"]["n"] == 4
+
+
 # ------------------------------------------------------------------ output directory and CLI
 
 
@@ -164,6 +197,10 @@ def test_default_output_is_a_new_numbered_run_directory(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
+#: The tests reading the tiny run share one worker, so the module fixture runs once.
+tiny_study = pytest.mark.xdist_group("tiny_study")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vanishing") / "tiny"
@@ -173,6 +210,7 @@ def tiny_run(tmp_path_factory):
     return config, out, results, messages
 
 
+@tiny_study
 def test_tiny_study_writes_every_output(tiny_run):
     _, out, _, messages = tiny_run
     assert sorted(p.name for p in out.iterdir()) == sorted(_report.OUTPUT_FILES)
@@ -181,6 +219,7 @@ def test_tiny_study_writes_every_output(tiny_run):
     assert messages[-1].endswith(f"wrote {len(_report.OUTPUT_FILES)} files to {out}")
 
 
+@tiny_study
 def test_tiny_study_json_is_strict_and_complete(tiny_run):
     config, out, _, _ = tiny_run
 
@@ -206,9 +245,13 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
     heat = results["trainability"]
     assert np.shape(heat["test_accuracy"]) == (len(config.heat_depths), len(config.heat_sigma_w2s))
     assert {"rate_errors", "clipping", "isometry", "finite_width", "trainability"} <= set(results["summary"])
+    for r in results["across_time"]["rnn"] + results["across_time"]["lstm"]:
+        assert np.shape(r["grad_norm"]) == (config.time_seeds, config.time_steps)
+    assert [r["sigma_w2"] for r in results["across_time"]["rnn"]] == list(config.rnn_sigma_w2s)
     assert results["timing"]["total_s"] > 0
 
 
+@tiny_study
 def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
     _, out, results, _ = tiny_run
     report = (out / "report.md").read_text()
@@ -221,6 +264,7 @@ def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
         assert "±" in line or "vs ½ ln χ1" in line, line
 
 
+@tiny_study
 def test_table_can_be_rendered_from_a_saved_run(tiny_run, capsys):
     config, out, results, _ = tiny_run
     assert _report.main([str(out / "results.json"), "--depths", str(max(config.depths))]) == 0

@@ -51,6 +51,9 @@ class StudyConfig:
     * Finite width: ``finite_widths`` x ``finite_depths``, ``finite_seeds`` single-input networks.
     * Trainability: tanh accuracy on digits over ``heat_sigma_w2s`` x ``heat_depths`` after
       ``heat_steps`` steps, width ``heat_width``.
+    * Across time: ``||dL/dh_t||`` over ``time_steps`` steps of ``time_width``-unit cells
+      (``time_seeds`` seeds, ``time_batch`` sequences of ``time_features`` inputs): the tanh RNN
+      at ``rnn_sigma_w2s`` (input variance ``rnn_sigma_x2``), the LSTM at ``lstm_forget_biases``.
     """
 
     depths: tuple[int, ...] = (10, 50)
@@ -65,14 +68,14 @@ class StudyConfig:
     remedy_depth: int = 50
     exploding_sigma_w2: float = 4.0
     train_depth: int = 20
-    train_width: int = 128
+    train_width: int = 64
     train_epochs: int = 10
     train_batch_size: int = 64
     train_seeds: int = 4
     learning_rate: float = 0.01
     clip_norm: float = 1.0
     clipping_learning_rates: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1)
-    spectrum_depths: tuple[int, ...] = (10, 50, 200)
+    spectrum_depths: tuple[int, ...] = (10, 50, 100)
     spectrum_width: int = 100
     spectrum_q_stars: tuple[float, ...] = (1 / 64, 0.25, 1.0)
     spectrum_seeds: int = 2
@@ -83,15 +86,23 @@ class StudyConfig:
         4.0,
     )  # 0.0 stands for the critical value
     signal_seeds: int = 8
-    finite_widths: tuple[int, ...] = (32, 64, 128, 256)
+    finite_widths: tuple[int, ...] = (32, 64, 128)
     finite_depths: tuple[int, ...] = (20,)
     finite_seeds: int = 64
     heat_depths: tuple[int, ...] = (10, 30, 60)
     heat_sigma_w2s: tuple[float, ...] = (1.0, 1.5, 1.76, 2.25, 3.0, 4.0)
     heat_width: int = 64
-    heat_steps: int = 300
+    heat_steps: int = 150
     heat_learning_rate: float = 0.01
     heat_seeds: int = 2
+    time_steps: int = 40
+    time_width: int = 64
+    time_features: int = 8
+    time_batch: int = 8
+    time_seeds: int = 32
+    rnn_sigma_w2s: tuple[float, ...] = (0.5, 1.0, 1.5, 2.5, 4.0)
+    rnn_sigma_x2: float = 0.25
+    lstm_forget_biases: tuple[float, ...] = (-2.0, 0.0, 1.0, 3.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +127,9 @@ class StudyConfig:
             "spectrum_width",
             "heat_width",
             "heat_steps",
+            "time_width",
+            "time_features",
+            "time_batch",
         ):
             ints(name, (getattr(self, name),))
         for name in (
@@ -125,8 +139,10 @@ class StudyConfig:
             "signal_seeds",
             "finite_seeds",
             "heat_seeds",
+            "time_seeds",
         ):
             ints(name, (getattr(self, name),), minimum=2)  # a standard error needs two samples
+        ints("time_steps", (self.time_steps,), minimum=4)
         ints("finite_widths", self.finite_widths, minimum=2)
         for name, allowed, values in (
             ("activations", ACTIVATIONS, self.activations),
@@ -142,10 +158,13 @@ class StudyConfig:
             "learning_rate",
             "clip_norm",
             "heat_learning_rate",
+            "rnn_sigma_x2",
         ):
             if not getattr(self, name) > 0:
                 raise StudyConfigError(f"StudyConfig: {name} must be > 0, got {getattr(self, name)}")
-        for name in ("clipping_learning_rates", "spectrum_q_stars", "heat_sigma_w2s"):
+        if not self.lstm_forget_biases:
+            raise StudyConfigError("StudyConfig: lstm_forget_biases must be non-empty")
+        for name in ("clipping_learning_rates", "spectrum_q_stars", "heat_sigma_w2s", "rnn_sigma_w2s"):
             if not getattr(self, name) or any(not v > 0 for v in getattr(self, name)):
                 raise StudyConfigError(f"StudyConfig: {name} must be non-empty and positive, got {getattr(self, name)}")
         if self.critical_sigma_b2 < 0 or any(v < 0 for v in self.signal_sigma_w2s):
@@ -165,6 +184,7 @@ PRESETS: dict[str, StudyConfig] = {
     "full": StudyConfig(
         depths=(10, 20, 50, 100),
         width=256,
+        train_width=128,
         batch_size=64,
         seeds=64,
         train_epochs=30,
@@ -184,11 +204,16 @@ PRESETS: dict[str, StudyConfig] = {
         heat_width=128,
         heat_steps=1000,
         heat_seeds=2,
+        time_steps=100,
+        time_width=128,
+        time_seeds=64,
+        rnn_sigma_w2s=(0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0),
+        lstm_forget_biases=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
     ),
     "tiny": StudyConfig(
         depths=(4,),
         activations=("tanh", "relu"),
-        inits=("glorot", "he", "critical"),
+        inits=("glorot", "he"),
         width=16,
         batch_size=4,
         seeds=4,
@@ -211,6 +236,13 @@ PRESETS: dict[str, StudyConfig] = {
         heat_sigma_w2s=(1.0, 3.0),
         heat_width=16,
         heat_steps=3,
+        time_steps=6,
+        time_width=8,
+        time_features=4,
+        time_batch=2,
+        time_seeds=4,
+        rnn_sigma_w2s=(0.5, 2.5),
+        lstm_forget_biases=(0.0, 3.0),
     ),
 }
 

@@ -257,3 +257,44 @@ def plot_trainability(results: dict[str, Any], path: Path) -> None:
         path,
         f"Trainability of tanh networks on digits ({t['steps']} SGD steps, width {t['width']}, σb² = {t['sigma_b2']:g})",
     )
+
+
+def plot_across_time(results: dict[str, Any], path: Path) -> None:
+    """‖∂L/∂h_t‖/‖∂L/∂h_T‖ vs t (geometric mean over seeds, ±3 s.e. of the log) with the mean-field slope."""
+    pyplot = plt()
+    t = results["across_time"]
+    fig, axes = pyplot.subplots(1, 2, figsize=(12, 4.6), sharey=False)
+    for ax, records, title in (
+        (axes[0], t["rnn"], "tanh RNN over σw²"),
+        (axes[1], t["lstm"], "LSTM over forget-gate bias"),
+    ):
+        for color, r in zip(pyplot.cm.viridis(np.linspace(0, 0.9, len(records))), records):
+            norms = np.array(r["grad_norm"], dtype=np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.log(norms / norms[:, -1:])
+            steps = np.arange(1, norms.shape[1] + 1)
+            mean, se = np.mean(logs, axis=0), np.std(logs, axis=0, ddof=1) / np.sqrt(len(logs))
+            ax.plot(steps, np.exp(mean), "o", ms=3, color=color, label=f"{r['label']} (measured)")
+            ax.fill_between(steps, np.exp(mean - 3 * se), np.exp(mean + 3 * se), color=color, alpha=0.2)
+            if "predicted_rate" in r:
+                theory = np.exp(r["predicted_rate"] * (steps[-1] - steps))
+                ax.plot(
+                    steps,
+                    theory,
+                    "--",
+                    color=color,
+                    label=f"σw²={r['sigma_w2']:g}: ½ln χ = {r['predicted_rate']:+.3f}/step",
+                )
+        ax.set(
+            yscale="log",
+            xlabel="time step t (the loss reads h_T)",
+            ylabel="‖∂L/∂h_t‖ / ‖∂L/∂h_T‖ (ratio, log scale)",
+            title=title,
+        )
+        ax.legend(fontsize=7)
+    save(
+        fig,
+        path,
+        f"Gradients across time ({t['rnn'][0]['width']} units, {len(t['rnn'][0]['grad_norm'])} seeds; "
+        "dashed: mean-field theory; bands: ±3 s.e.)",
+    )

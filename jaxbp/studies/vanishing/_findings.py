@@ -108,6 +108,25 @@ def _significance_sentence(effect: dict[str, Any], what: str, unit: str = "") ->
     return f"{what} is {pm(effect, '+.4f')}{unit}, consistent with zero (|effect| ≤ 3 s.e.)"
 
 
+def _across_time_findings(results: dict[str, Any]) -> list[str]:
+    t = results["across_time"]
+    out = [
+        f"Across time, {r['label']} (T = {r['time_steps']}, χ = {r['chi']:.3f}): ln‖∂L/∂h_t‖ changes by {pm(r['measured_rate'], '+.4f')} "
+        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f}: {verdict(r['rate_error'])} with mean-field theory."
+        for r in t["rnn"]
+    ]
+    effect = t["forget_bias_effect"]
+    rates = ", ".join(f"{r['forget_bias']:g}: {pm(r['measured_rate'], '+.4f')}" for r in t["lstm"])
+    out.append(
+        f"Across time, LSTM rate per step back by forget-gate bias ({rates}); "
+        + _significance_sentence(
+            effect["rate_difference"], f"bias {effect['high']:g} minus bias {effect['low']:g}", " per step"
+        )
+        + "."
+    )
+    return out
+
+
 def findings(results: dict[str, Any]) -> list[str]:
     """Markdown bullet texts, each quoting numbers of ``results["summary"]`` or the records with their s.e."""
     s = results["summary"]
@@ -176,6 +195,7 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"Finite width, {fit['label']}: Var ln(‖δ_1‖/‖δ_L‖) grows like {pm(fit['slope'], '.3f')} × (L−1)/N (weighted fit through the origin) vs the "
             f"predicted κ = {fit['kappa']:.3f}: {verdict(fit['slope_minus_kappa'])}."
         )
+    out.extend(_across_time_findings(results))
     t = s["trainability"]
     out.append(
         f"Trainability (tanh, {results['trainability']['steps']} SGD steps): mean test accuracy {pm(t['inside_6xi'], '.3f')} over the cells with L ≤ 6ξ_c "

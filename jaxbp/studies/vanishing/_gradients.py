@@ -55,9 +55,10 @@ def init_stacked(
 ) -> Any:
     """One parameter set per key, stacked on a leading seed axis, drawn like ``network.init`` would.
 
-    Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``); the layers of one
-    shape are drawn together, vmapped over ``seeds x layers`` keys, so a depth-200 network costs a
-    few dispatches instead of one per layer (and nothing to compile).  Other leaves (batch norm's
+    Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``), one layer at a time
+    vmapped over the ``seeds`` keys: the batched random primitives then always have the shape
+    ``(seeds, *shape)``, so their eager compilations are reused by every later layer and setting
+    (vmapping over ``seeds x layers`` at once compiled them anew for every depth).  Other leaves (batch norm's
     scale and offset) take their deterministic initial values from one ``network.init``.
     """
     template = jax.eval_shape(lambda key: network.init(key, input_shape)[0], keys[0])
@@ -76,10 +77,10 @@ def init_stacked(
             continue
         sampler = dense.weights if name == "w" else dense.bias
         group_keys = jax.random.split(jax.random.fold_in(keys[0], number), seeds * len(indices))
-        draws = jax.vmap(functools.partial(_draw, sampler, shape, paths[indices[0]][1].dtype))(group_keys)
-        draws = draws.reshape(seeds, len(indices), *shape)
+        group_keys = group_keys.reshape(seeds, len(indices), *group_keys.shape[1:])
+        draw = jax.vmap(functools.partial(_draw, sampler, shape, paths[indices[0]][1].dtype))
         for j, i in enumerate(indices):
-            leaves[i] = draws[:, j]
+            leaves[i] = draw(group_keys[:, j])
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

@@ -26,6 +26,7 @@ FIGURES = {
     "jacobian_spectra.png": ft.plot_spectra,
     "signal_propagation.png": ft.plot_signal,
     "trainability.png": ft.plot_trainability,
+    "across_time.png": ft.plot_across_time,
 }
 #: Every file the study writes into its output directory.
 OUTPUT_FILES = ("results.json", "report.md", "slope_table.md", *FIGURES)
@@ -81,6 +82,8 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
         + "\n![trainability](trainability.png)\n\n"
         + tables.trainability_table(results),
         "## 6. Finite width\n\n![finite width](finite_width.png)\n\n" + tables.finite_width_table(results),
+        "## 7. Across time: recurrent networks\n\n![across time](across_time.png)\n\n"
+        + tables.across_time_table(results),
         "## All grid settings\n\n" + tables.slope_table_markdown(results),
         "## Configuration\n\n```json\n" + json.dumps(setup, indent=1, ensure_ascii=False) + "\n```",
     ]

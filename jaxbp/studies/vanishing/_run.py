@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import data, theory
-from jaxbp.studies.vanishing import _gradients, _spectra, _training
+from jaxbp.studies.vanishing import _across_time, _gradients, _spectra, _training
 from jaxbp.studies.vanishing._config import PRESETS, StudyConfig, StudyConfigError
 from jaxbp.studies.vanishing._settings import exploding_spec, grid_specs, remedy_specs, signal_sigma_w2s, training_specs
 
@@ -127,6 +127,7 @@ def run_study(
             "signal",
             lambda: _spectra.signal_propagation(config, jnp.asarray(digits_train[:2]), signal_sigma_w2s(config), key),
         )
+        results["across_time"] = section("across_time", lambda: _across_time.across_time(config, key))
     dataset = data.digits()
     results["training"] = section(
         "training",

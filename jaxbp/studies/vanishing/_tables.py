@@ -172,3 +172,23 @@ def trainability_table(results: dict[str, Any]) -> str:
     for depth, row in zip(t["depths"], t["test_accuracy"]):
         lines.append(f"| {depth} | " + " | ".join(pm(a, ".2f") for a in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def across_time_table(results: dict[str, Any]) -> str:
+    """Rate of ln‖∂L/∂h_t‖ per step back in time: tanh RNN vs ½ ln χ, LSTM by forget-gate bias."""
+    lines = [
+        "| cell | T | H | χ | predicted ½ln χ | measured rate ± s.e. | measured − predicted | verdict | ln(‖∂L/∂h_1‖/‖∂L/∂h_T‖) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    t = results["across_time"]
+    for r in t["rnn"]:
+        lines.append(
+            f"| {r['label']} | {r['time_steps']} | {r['width']} | {fmt(r['chi'], '.4f')} | {r['predicted_rate']:+.4f} | "
+            f"{pm(r['measured_rate'], '+.4f')} | {pm(r['rate_error'], '+.4f')} | {verdict(r['rate_error'])} | {pm(r['log_first_to_last'], '+.2f')} |"
+        )
+    for r in t["lstm"]:
+        lines.append(
+            f"| {r['label']} | {r['time_steps']} | {r['width']} | — | — | {pm(r['measured_rate'], '+.4f')} | — | — | "
+            f"{pm(r['log_first_to_last'], '+.2f')} |"
+        )
+    return "\n".join(lines) + "\n"
