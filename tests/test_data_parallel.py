@@ -343,7 +343,6 @@ def sharded_op_results() -> dict[str, dict[str, float]]:
     }
 
 
-@pytest.mark.xdist_group("sharded_op_results")  # one worker builds the module fixture
 @pytest.mark.parametrize("family", [*sorted(OP_FAMILIES), "other"])
 def test_hand_written_vjps_under_sharded_jit_and_shard_map(family, sharded_op_results):
     """Under jit the sharded computation is the global one (to float64 rounding); under

@@ -137,35 +137,54 @@ def test_low_precision_keeps_dtype_and_matches_float64(name, dtype, tol):
 # ---------------------------------------------------------- jit / vmap / checkpoint
 
 
-class OpUnderTransformsTest(chex.TestCase):
-    """Each op's gradient is the same with and without jit (chex variants), under vmap and
-    under jax.checkpoint, as the plain eager gradient."""
+#: One op per family for the eager (without_jit) variant: op-by-op dispatch of a scanned
+#: op costs seconds, and the jit variant already runs every op.
+EAGER_REPRESENTATIVES = (
+    "tanh", "softmax", "dense", "softmax_cross_entropy_int", "layer_norm", "dropout", "add",
+    "conv2d_strided_grouped", "max_pool2d_overlapping", "rnn", "embedding", "attention",
+)  # fmt: skip
 
-    @chex.variants(with_jit=True, without_jit=True)
+
+def _transformed_gradients_match_eager(variant, name: str) -> None:
+    """The op's gradient under ``variant`` (jit or not), under vmap and under jax.checkpoint equals
+    the plain eager gradient, on two argument sets drawn from the case's shape sampler."""
+    case = OPS[name]
+    with jax.enable_x64(True):
+        shape = case.draw_shape(np.random.default_rng(0))
+        batch = [case.make_args(seed, shape) for seed in (0, 20)]  # builders vary some widths with seed % 4, % 5
+    narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
+    batch = jax.tree_util.tree_map(lambda x: x.astype(narrow[x.dtype]) if x.dtype in narrow else x, batch)
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
+
+    def scalar(*args):
+        return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(case.op(*args)))
+
+    eager = [jax.grad(scalar)(*args) for args in batch]
+    vmapped = variant(jax.vmap(jax.grad(scalar)))(*stacked)
+    transformed = {
+        "checkpoint": [variant(jax.grad(jax.checkpoint(scalar)))(*args) for args in batch],
+        "vmap": [jax.tree_util.tree_map(lambda v, i=i: v[i], vmapped) for i in range(len(batch))],
+    }
+    if variant.type != "without_jit":  # without jit the plain variant is the eager gradient itself
+        transformed["plain"] = [variant(jax.grad(scalar))(*args) for args in batch]
+    for grads in transformed.values():
+        for got, want in zip(grads, eager):
+            chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+class OpUnderTransformsTest(chex.TestCase):
+    """Each op's gradient is the same with jit (every op) and without it (one op per family)
+    (chex variants), under vmap and under jax.checkpoint, as the plain eager gradient."""
+
+    @chex.variants(with_jit=True)
     @parameterized.named_parameters((name, name) for name in sorted(OPS))
     def test_gradient_same_under_jit_vmap_and_checkpoint(self, name):
-        case = OPS[name]
-        with jax.enable_x64(True):
-            shape = case.draw_shape(np.random.default_rng(0))
-            batch = [case.make_args(seed, shape) for seed in (0, 20)]  # builders vary some widths with seed % 4, % 5
-        narrow = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
-        batch = jax.tree_util.tree_map(lambda x: x.astype(narrow[x.dtype]) if x.dtype in narrow else x, batch)
-        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *batch)
+        _transformed_gradients_match_eager(self.variant, name)
 
-        def scalar(*args):
-            return sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(case.op(*args)))
-
-        eager = [jax.grad(scalar)(*args) for args in batch]
-        vmapped = self.variant(jax.vmap(jax.grad(scalar)))(*stacked)
-        transformed = {
-            "checkpoint": [self.variant(jax.grad(jax.checkpoint(scalar)))(*args) for args in batch],
-            "vmap": [jax.tree_util.tree_map(lambda v, i=i: v[i], vmapped) for i in range(len(batch))],
-        }
-        if self.variant.type != "without_jit":  # without jit the plain variant is the eager gradient itself
-            transformed["plain"] = [self.variant(jax.grad(scalar))(*args) for args in batch]
-        for grads in transformed.values():
-            for got, want in zip(grads, eager):
-                chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-6)
+    @chex.variants(without_jit=True)
+    @parameterized.named_parameters((name, name) for name in EAGER_REPRESENTATIVES)
+    def test_gradient_same_eagerly_under_vmap_and_checkpoint(self, name):
+        _transformed_gradients_match_eager(self.variant, name)
 
 
 def test_static_hyper_parameters_are_not_traced():

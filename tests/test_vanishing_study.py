@@ -150,19 +150,6 @@ def test_rnn_gradients_across_time_match_an_explicit_numpy_bptt(x64):
     np.testing.assert_allclose(np.asarray(got), expected[::-1], rtol=1e-12)
 
 
-def test_lstm_forget_bias_slows_the_decay_across_time(x64):
-    """A larger forget-gate bias keeps ||dL/dh_t|| up (f_t = dc_t/dc_{t-1} closer to 1)."""
-    config = V.PRESETS["tiny"].replace(
-        time_steps=12, time_seeds=4, lstm_forget_biases=(-2.0, 3.0), rnn_sigma_w2s=(1.0,)
-    )
-    result = _across_time.across_time(config, jax.random.PRNGKey(0))
-    effect = result["forget_bias_effect"]["rate_difference"]
-    assert effect["mean"] > 3 * effect["se"] > 0
-    rnn = result["rnn"][0]
-    assert rnn["predicted_rate"] == pytest.approx(0.5 * math.log(rnn["chi"]))
-    assert np.shape(rnn["grad_norm"]) == (4, 12) and rnn["measured_rate"]["n"] == 4
-
-
 # ------------------------------------------------------------------ output directory and CLI
 
 
@@ -197,10 +184,6 @@ def test_default_output_is_a_new_numbered_run_directory(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
-#: The tests reading the tiny run share one worker, so the module fixture runs once.
-tiny_study = pytest.mark.xdist_group("tiny_study")
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("vanishing") / "tiny"
@@ -210,7 +193,6 @@ def tiny_run(tmp_path_factory):
     return config, out, results, messages
 
 
-@tiny_study
 def test_tiny_study_writes_every_output(tiny_run):
     _, out, _, messages = tiny_run
     assert sorted(p.name for p in out.iterdir()) == sorted(_report.OUTPUT_FILES)
@@ -219,7 +201,6 @@ def test_tiny_study_writes_every_output(tiny_run):
     assert messages[-1].endswith(f"wrote {len(_report.OUTPUT_FILES)} files to {out}")
 
 
-@tiny_study
 def test_tiny_study_json_is_strict_and_complete(tiny_run):
     config, out, _, _ = tiny_run
 
@@ -251,7 +232,6 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
     assert results["timing"]["total_s"] > 0
 
 
-@tiny_study
 def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
     _, out, results, _ = tiny_run
     report = (out / "report.md").read_text()
@@ -264,7 +244,18 @@ def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
         assert "±" in line or "vs ½ ln χ1" in line, line
 
 
-@tiny_study
+def test_lstm_forget_bias_slows_the_decay_across_time(tiny_run):
+    """A larger forget-gate bias keeps ||dL/dh_t|| up (f_t = dc_t/dc_{t-1} closer to 1); the tanh RNN
+    carries its mean-field prediction."""
+    config, _, results, _ = tiny_run
+    effect = results["across_time"]["forget_bias_effect"]
+    assert (effect["low"], effect["high"]) == (min(config.lstm_forget_biases), max(config.lstm_forget_biases))
+    assert effect["rate_difference"]["mean"] > 3 * effect["rate_difference"]["se"] > 0
+    for rnn in results["across_time"]["rnn"]:
+        assert rnn["predicted_rate"] == pytest.approx(0.5 * math.log(rnn["chi"]))
+        assert rnn["measured_rate"]["n"] == config.time_seeds
+
+
 def test_table_can_be_rendered_from_a_saved_run(tiny_run, capsys):
     config, out, results, _ = tiny_run
     assert _report.main([str(out / "results.json"), "--depths", str(max(config.depths))]) == 0
