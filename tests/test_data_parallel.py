@@ -22,7 +22,8 @@ def start_script(
     script: str, *args: str, devices: int = DEVICES, x64: bool = False, cwd: Path | None = None
 ) -> subprocess.Popen:
     """Start ``script`` (with ``sys.argv[1:] = args``) under ``devices`` host CPU devices."""
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "JAX_PLATFORMS": "cpu"}
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
     env["JAX_ENABLE_X64"] = "1" if x64 else "0"
     command = [sys.executable, "-c", textwrap.dedent(script), *args]
     return subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -210,11 +211,11 @@ OP_FAMILIES = {
     "normalization": ("batch_norm", "batch_norm_eval", "layer_norm"),
     "dropout": ("dropout",),
     "structural": ("add", "flatten"),
-    "conv": ("conv2d", "conv1d", "conv_transpose2d"),
-    "pooling": ("max_pool2d", "avg_pool2d", "global_avg_pool"),
-    "recurrent": ("rnn", "lstm", "gru"),
+    "conv": ("conv2d_strided_grouped", "conv_transpose2d", "conv2d", "conv1d"),
+    "pooling": ("max_pool2d_overlapping", "avg_pool2d_exclusive", "max_pool2d", "avg_pool2d", "global_avg_pool"),
+    "recurrent": ("rnn", "lstm_lengths", "gru", "lstm"),
     "embedding": ("embedding",),
-    "attention": ("attention", "attention_causal", "attention_causal_grouped"),
+    "attention": ("attention", "attention_causal", "attention_causal_grouped"),  # JAXBP_SLOW_TESTS=1 only
 }
 
 # The blocked attention's lax.scan starts from unvarying zeros while its body is device-varying

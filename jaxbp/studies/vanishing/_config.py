@@ -75,7 +75,7 @@ class StudyConfig:
     learning_rate: float = 0.01
     clip_norm: float = 1.0
     clipping_learning_rates: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1)
-    spectrum_depths: tuple[int, ...] = (10, 50, 100)
+    spectrum_depths: tuple[int, ...] = (10, 50, 200)
     spectrum_width: int = 100
     spectrum_q_stars: tuple[float, ...] = (1 / 64, 0.25, 1.0)
     spectrum_seeds: int = 2
