@@ -4,18 +4,12 @@
   first examples slow, so there is no deadline.
 * ``x64``: a fixture that enables float64 for one test and restores the previous
   setting afterwards, so the flag never leaks into tests that did not ask for it.
-* XLA:CPU compiles with its LLVM backend at ``-O0``: the suite compiles thousands of small
-  programs whose run time is negligible, and ``-O0`` cuts compile time by about a third
-  (tests/test_conv.py: 91 s -> 62 s). Both sides of every comparison are compiled alike;
-  the library, the study and the benchmarks keep XLA's defaults.
 """
 
 import os
 
-os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
-
-import jax  # noqa: E402  (after XLA_FLAGS)
-import pytest  # noqa: E402
+import jax
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
