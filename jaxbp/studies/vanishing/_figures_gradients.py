@@ -26,9 +26,10 @@ def save(fig: Any, path: Path, title: str, rect: tuple = (0, 0, 1, 0.95)) -> Non
     plt().close(fig)
 
 
-def relative_profile(record: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Geometric mean over seeds of ‖δ_l‖/‖δ_L‖ and the standard error of its log."""
-    delta = np.array(record["delta_norm"], dtype=np.float64)
+def relative_profile(record: dict[str, Any], field: str = "delta_norm") -> tuple[np.ndarray, np.ndarray]:
+    """Geometric mean over seeds of ‖δ_l‖/‖δ_L‖ (``record[field]``: seeds x positions, normalised by
+    the last position) and the standard error of its log."""
+    delta = np.array(record[field], dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(delta / delta[:, -1:])
     return np.exp(np.mean(logs, axis=0)), np.std(logs, axis=0, ddof=1) / np.sqrt(len(logs))

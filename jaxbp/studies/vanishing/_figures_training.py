@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxbp.studies.vanishing._figures_gradients import plt, save
+from jaxbp.studies.vanishing._figures_gradients import plt, relative_profile, save
 
 
 def _curve(
@@ -269,13 +269,10 @@ def plot_across_time(results: dict[str, Any], path: Path) -> None:
         (axes[1], t["lstm"], "LSTM over forget-gate bias"),
     ):
         for color, r in zip(pyplot.cm.viridis(np.linspace(0, 0.9, len(records))), records):
-            norms = np.array(r["grad_norm"], dtype=np.float64)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                logs = np.log(norms / norms[:, -1:])
-            steps = np.arange(1, norms.shape[1] + 1)
-            mean, se = np.mean(logs, axis=0), np.std(logs, axis=0, ddof=1) / np.sqrt(len(logs))
-            ax.plot(steps, np.exp(mean), "o", ms=3, color=color, label=f"{r['label']} (measured)")
-            ax.fill_between(steps, np.exp(mean - 3 * se), np.exp(mean + 3 * se), color=color, alpha=0.2)
+            mean, se = relative_profile(r, "grad_norm")
+            steps = np.arange(1, len(mean) + 1)
+            ax.plot(steps, mean, "o", ms=3, color=color, label=f"{r['label']} (measured)")
+            ax.fill_between(steps, mean * np.exp(-3 * se), mean * np.exp(3 * se), color=color, alpha=0.2)
             if "predicted_rate" in r:
                 theory = np.exp(r["predicted_rate"] * (steps[-1] - steps))
                 ax.plot(
