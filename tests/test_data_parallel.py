@@ -256,20 +256,13 @@ OPS_SCRIPT = """
         "attention_causal": lambda: (lambda q, k, v: ops.attention(q, k, v, causal=True), (normal(0, B, 5, 6, 2), normal(1, B, 5, 3, 2), normal(2, B, 5, 3, 5))),
     }
     OPS, ARGS = {}, {}
-    for name, case in CASES.items():
-        drawn = case.draw_shape(np.random.default_rng(0))  # the case's own sampler, batch axis set to 8
-        OPS[name], ARGS[name] = case.op, case.make_args(0, (B, *drawn[1:]))
-    if sys.argv[3] != "all":  # the quick run: catalog cases only, without the (scan-heavy) attention family
-        OPS = {name: op for name, op in OPS.items() if not name.startswith("attention")}
-        EXTRA = {}
-    for name, build in EXTRA.items():
-        if hasattr(ops, name.removesuffix("_causal")):
-            OPS[name], ARGS[name] = build()
+    for name in sys.argv[1].split(","):  # this process checks these ops
+        if name in CASES:
+            case = CASES[name]
+            drawn = case.draw_shape(np.random.default_rng(0))  # the case's own sampler, batch axis set to 8
+            OPS[name], ARGS[name] = case.op, case.make_args(0, (B, *drawn[1:]))
         else:
-            print("not in jaxbp.ops yet:", name)
-    PART = int(sys.argv[1])  # this process checks every other op, starting at PART
-    OPS = {name: OPS[name] for name in list(OPS)[PART::2]}
-    ARGS = {name: ARGS[name] for name in OPS}
+            OPS[name], ARGS[name] = EXTRA[name]()
 
     def value_and_grads(op, args):
         # the op's output and d/d(float inputs) of sum(output * cos(position)); keys, labels fixed
@@ -330,18 +323,59 @@ OPS_SCRIPT = """
 """
 
 
+#: One subprocess per group (families of similar cost), started when a test first needs it; the
+#: next group starts beside it, so no single test waits for the whole catalog.
+SHARD_GROUPS = (
+    ("activations", "softmax", "dense", "losses", "structural", "dropout"),
+    ("normalization", "embedding", "other"),
+    ("conv", "pooling"),
+    ("recurrent", "attention"),
+)
+#: Families checked only with JAXBP_SLOW_TESTS=1 (scan-heavy attention, and the ops the catalog lacks).
+SLOW_ONLY = set(OP_FAMILIES["attention"]) | {"conv2d", "conv1d", "max_pool2d", "avg_pool2d", "global_avg_pool", "lstm"}
+
+
+def family_cases(family: str) -> list[str]:
+    from jaxbp.op_cases import CASES
+
+    listed = {name for names in OP_FAMILIES.values() for name in names}
+    names = OP_FAMILIES.get(family, sorted(set(CASES) - listed))
+    return [name for name in names if os.environ.get("JAXBP_SLOW_TESTS") or name not in SLOW_ONLY]
+
+
+class ShardedOpRuns:
+    """Every op of jaxbp.op_cases in float64: value and VJP under jit with batch-sharded inputs
+    vs one device, and under shard_map vs the op applied slice by slice, computed by group."""
+
+    def __init__(self) -> None:
+        self.started: dict[int, subprocess.Popen] = {}
+        self.results: dict[int, dict[str, dict]] = {}
+
+    def _start(self, group: int) -> None:
+        if group < len(SHARD_GROUPS) and group not in self.started:
+            names = [name for family in SHARD_GROUPS[group] for name in family_cases(family)]
+            known = ",".join(sorted(SHARD_MAP_KNOWN_FAILURES))
+            self.started[group] = start_script(OPS_SCRIPT, ",".join(names), known, x64=True)
+
+    def __call__(self, family: str) -> dict[str, dict]:
+        group = next(i for i, families in enumerate(SHARD_GROUPS) if family in families)
+        self._start(group)
+        self._start(group + 1)  # the next group runs while this one's tests assert
+        if group not in self.results:
+            self.results[group] = json.loads(finish(self.started[group]).strip().splitlines()[-1])
+        return self.results[group]
+
+
 @pytest.fixture(scope="module")
-def sharded_op_results() -> dict[str, dict[str, float]]:
-    """Quick run: the op catalog but attention; with JAXBP_SLOW_TESTS=1 also conv, pooling,
-    recurrent, embedding and attention (about 100 s of CPU on 2 cores).
-    Every op of jaxbp.op_cases in float64: value and VJP under jit with batch-sharded
-    inputs vs one device, and under shard_map vs the op applied slice by slice."""
-    known = ",".join(sorted(SHARD_MAP_KNOWN_FAILURES))
-    scope = "all" if os.environ.get("JAXBP_SLOW_TESTS") else "catalog"
-    halves = [start_script(OPS_SCRIPT, str(part), known, scope, x64=True) for part in (0, 1)]  # one process per core
-    return {
-        name: result for half in halves for name, result in json.loads(finish(half).strip().splitlines()[-1]).items()
-    }
+def sharded_op_results():
+    """Quick run: the op catalog but attention; with JAXBP_SLOW_TESTS=1 also attention and the
+    conv, pooling and recurrent ops the catalog does not list (about 100 s of CPU on 2 cores)."""
+    runs = ShardedOpRuns()
+    yield runs
+    for process in runs.started.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 @pytest.mark.parametrize("family", [*sorted(OP_FAMILIES), "other"])
@@ -349,15 +383,14 @@ def test_hand_written_vjps_under_sharded_jit_and_shard_map(family, sharded_op_re
     """Under jit the sharded computation is the global one (to float64 rounding); under
     shard_map each device's forward and VJP equal the op on its slice (exactly).
     "other": catalog cases not yet sorted into a family."""
-    listed = {name for names in OP_FAMILIES.values() for name in names}
-    names = OP_FAMILIES.get(family, sorted(set(sharded_op_results) - listed))
-    present = [name for name in names if name in sharded_op_results]
+    results = sharded_op_results(family)
+    present = [name for name in family_cases(family) if name in results]
     if not present:
         pytest.skip(
             f"no {family} case in jaxbp.op_cases (JAXBP_SLOW_TESTS=1 checks conv, pooling, recurrent, embedding, attention)"
         )
     for name in present:
-        result = sharded_op_results[name]
+        result = results[name]
         assert result["batched_inputs"] >= 1 or family == "other", name
         assert result["jit"] < 1e-12, (name, result)
         if name in SHARD_MAP_KNOWN_FAILURES and isinstance(result["shard_map"], str):

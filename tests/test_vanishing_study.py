@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxbp.studies import vanishing as V
-from jaxbp.studies.vanishing import _across_time, _gradients, _report, _settings, _spectra, _stats, _tables
+from jaxbp.studies.vanishing import _across_time, _gradients, _report, _run, _settings, _spectra, _stats, _tables
 
 # ------------------------------------------------------------------ statistics
 
@@ -184,13 +184,49 @@ def test_default_output_is_a_new_numbered_run_directory(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
+TINY = V.PRESETS["tiny"]
+_tiny_sections: dict[str, dict] = {}
+
+
+def tiny_section(name: str) -> dict:
+    """One section of the tiny study, computed once per test run."""
+    if name not in _tiny_sections:
+        _tiny_sections[name] = _run.run_section(name, TINY, jax.random.PRNGKey(TINY.seed))
+    return _tiny_sections[name]
+
+
+SECTION_ENTRIES = {
+    "gradient_grid": {"grid"},
+    "remedies": {"remedies", "exploding_profile"},
+    "finite_width": {"finite_width"},
+    "spectra": {"spectra"},
+    "signal": {"signal"},
+    "across_time": {"across_time"},
+    "training": {"training"},
+    "clipping": {"clipping"},
+    "trainability": {"trainability"},
+}
+
+
+@pytest.mark.parametrize("name", _run.SECTIONS)
+def test_every_tiny_section_gives_its_json_entries(name):
+    """Each section on its own (so no test waits for the whole study): exactly its entries,
+    serializable as strict JSON once non-finite values became null."""
+    entries = tiny_section(name)
+    assert set(entries) == SECTION_ENTRIES[name]
+    json.dumps(_report.finite_or_none(entries), allow_nan=False)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """``run_study`` end to end on the tiny preset, its sections served from :func:`tiny_section`
+    (the tests above computed them; the report, figures and timing are made here)."""
     out = tmp_path_factory.mktemp("vanishing") / "tiny"
     messages: list[str] = []
-    config = V.PRESETS["tiny"]
-    results = V.run_study(config, out, progress=messages.append)
-    return config, out, results, messages
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_run, "run_section", lambda name, config, key: tiny_section(name))
+        results = V.run_study(TINY, out, progress=messages.append)
+    return TINY, out, results, messages
 
 
 def test_tiny_study_writes_every_output(tiny_run):

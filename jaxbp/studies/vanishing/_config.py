@@ -9,6 +9,7 @@ He with shared keys would be the same networks rescaled (ReLU is positively homo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import zlib
 from collections.abc import Sequence
@@ -309,33 +310,36 @@ def resolve_init(spec: NetworkSpec, width: int, config: StudyConfig) -> Resolved
     :math:`\sigma_w^{2*}(\sigma_b^2)` from :func:`jaxbp.theory.critical_sigma_w2`.
     """
     if spec.init == "naive":
-        return ResolvedInit(
-            initializers.dense_init("normal", stddev=config.naive_stddev),
-            config.naive_stddev**2 * width,
-            0.0,
-        )
+        return ResolvedInit(_dense_init("normal", stddev=config.naive_stddev), config.naive_stddev**2 * width, 0.0)
     if spec.init == "glorot":
-        return ResolvedInit(initializers.dense_init("glorot_normal"), 1.0, 0.0)
+        return ResolvedInit(_dense_init("glorot_normal"), 1.0, 0.0)
     if spec.init == "he":
-        return ResolvedInit(initializers.dense_init("he_normal"), 2.0, 0.0)
+        return ResolvedInit(_dense_init("he_normal"), 2.0, 0.0)
     if spec.init == "orthogonal":
-        return ResolvedInit(initializers.dense_init("orthogonal", gain=1.0), 1.0, 0.0)
+        return ResolvedInit(_dense_init("orthogonal", gain=1.0), 1.0, 0.0)
     if spec.init == "critical":
         sigma_b2 = config.critical_sigma_b2
         sigma_w2 = theory.critical_sigma_w2(sigma_b2, spec.activation)
-        return ResolvedInit(initializers.mean_field(sigma_w2, sigma_b2), sigma_w2, sigma_b2)
+        return ResolvedInit(_mean_field(sigma_w2, sigma_b2, orthogonal=False), sigma_w2, sigma_b2)
     assert spec.sigma_w2 is not None
-    if spec.init == "mean_field":
-        return ResolvedInit(
-            initializers.mean_field(spec.sigma_w2, spec.sigma_b2),
-            spec.sigma_w2,
-            spec.sigma_b2,
-        )
-    weights = initializers.orthogonal(math.sqrt(spec.sigma_w2))
-    return ResolvedInit(
-        initializers.DenseInit(weights, initializers.normal(math.sqrt(spec.sigma_b2))),
-        spec.sigma_w2,
-        spec.sigma_b2,
+    orthogonal = spec.init == "orthogonal_mean_field"
+    return ResolvedInit(_mean_field(spec.sigma_w2, spec.sigma_b2, orthogonal=orthogonal), spec.sigma_w2, spec.sigma_b2)
+
+
+# The same scheme always gets the same sampler objects, so a sampler compiled for one setting
+# (jaxbp.studies.vanishing._gradients._draw_per_key) serves every other setting that uses it.
+@functools.cache
+def _dense_init(scheme: str, **options: float) -> initializers.DenseInit:
+    return initializers.dense_init(scheme, **options)
+
+
+@functools.cache
+def _mean_field(sigma_w2: float, sigma_b2: float, *, orthogonal: bool) -> initializers.DenseInit:
+    """Gaussian (``mean_field``) or orthogonal weights of variance ``sigma_w2 / N``, Gaussian biases."""
+    if not orthogonal:
+        return initializers.mean_field(sigma_w2, sigma_b2)
+    return initializers.DenseInit(
+        initializers.orthogonal(math.sqrt(sigma_w2)), initializers.normal(math.sqrt(sigma_b2))
     )
 
 

@@ -69,6 +69,61 @@ def _xi_c_curve(config: StudyConfig) -> dict[str, list[float]]:
     }
 
 
+#: The study's sections, in the order they run; each is :func:`run_section` of its name.
+SECTIONS = (
+    "gradient_grid",
+    "remedies",
+    "finite_width",
+    "spectra",
+    "signal",
+    "across_time",
+    "training",
+    "clipping",
+    "trainability",
+)
+_MEASUREMENTS = SECTIONS[:6]  # float64, on fixed digits inputs
+
+
+def run_section(name: str, config: StudyConfig, key: jax.Array) -> dict[str, Any]:
+    """One section of the study: the entries it adds to ``results.json``."""
+    if name not in SECTIONS:
+        raise ValueError(f"vanishing study: unknown section {name!r}; sections: {', '.join(SECTIONS)}")
+    if name in _MEASUREMENTS:
+        digits_train = data.digits("train", dtype=np.float64)[0]
+        with jax.enable_x64(True):
+            return _measurement(name, config, key, digits_train)
+    dataset = data.digits()
+    if name == "training":
+        return {"training": _training.training_curves(training_specs(config), config, dataset, key)}
+    if name == "clipping":
+        return {"clipping": _training.clipping_study(exploding_spec(config), config, dataset, key)}
+    heat = _training.trainability(
+        config, dataset, key, lambda s: theory.correlation_depth_scale(s, config.critical_sigma_b2, "tanh")
+    )
+    return {"trainability": {**heat, "xi_c_curve": _xi_c_curve(config)}}
+
+
+def _measurement(name: str, config: StudyConfig, key: jax.Array, digits_train: np.ndarray) -> dict[str, Any]:
+    x = jnp.asarray(digits_train[: config.batch_size])
+    if name == "gradient_grid":
+        grid = [_gradients.measure_gradients(s, d, config, x, key) for d in config.depths for s in grid_specs(config)]
+        return {"grid": grid}
+    if name == "remedies":
+        remedies = [
+            _gradients.measure_gradients(s, config.remedy_depth, config, x, key)
+            for s in remedy_specs(config) + [exploding_spec(config)]
+        ]
+        return {"remedies": remedies[:-1], "exploding_profile": remedies[-1]}
+    if name == "finite_width":
+        return {"finite_width": _gradients.finite_width(config, jnp.asarray(digits_train[:1]), key)}
+    if name == "spectra":
+        return {"spectra": _spectra.jacobian_spectra(config, key)}
+    if name == "signal":
+        signal = _spectra.signal_propagation(config, jnp.asarray(digits_train[:2]), signal_sigma_w2s(config), key)
+        return {"signal": signal}
+    return {"across_time": _across_time.across_time(config, key)}
+
+
 def run_study(
     config: StudyConfig,
     out_dir: str | os.PathLike,
@@ -101,52 +156,8 @@ def run_study(
         "config": config.to_dict(),
         "environment": _environment(),
     }
-    digits_train = data.digits("train", dtype=np.float64)[0]
-    with jax.enable_x64(True):
-        x = jnp.asarray(digits_train[: config.batch_size])
-        results["grid"] = section(
-            "gradient_grid",
-            lambda: [
-                _gradients.measure_gradients(s, d, config, x, key) for d in config.depths for s in grid_specs(config)
-            ],
-        )
-        remedies = section(
-            "remedies",
-            lambda: [
-                _gradients.measure_gradients(s, config.remedy_depth, config, x, key)
-                for s in remedy_specs(config) + [exploding_spec(config)]
-            ],
-        )
-        results["remedies"], results["exploding_profile"] = remedies[:-1], remedies[-1]
-        results["finite_width"] = section(
-            "finite_width",
-            lambda: _gradients.finite_width(config, jnp.asarray(digits_train[:1]), key),
-        )
-        results["spectra"] = section("spectra", lambda: _spectra.jacobian_spectra(config, key))
-        results["signal"] = section(
-            "signal",
-            lambda: _spectra.signal_propagation(config, jnp.asarray(digits_train[:2]), signal_sigma_w2s(config), key),
-        )
-        results["across_time"] = section("across_time", lambda: _across_time.across_time(config, key))
-    dataset = data.digits()
-    results["training"] = section(
-        "training",
-        lambda: _training.training_curves(training_specs(config), config, dataset, key),
-    )
-    results["clipping"] = section(
-        "clipping",
-        lambda: _training.clipping_study(exploding_spec(config), config, dataset, key),
-    )
-    heat = section(
-        "trainability",
-        lambda: _training.trainability(
-            config,
-            dataset,
-            key,
-            lambda s: theory.correlation_depth_scale(s, config.critical_sigma_b2, "tanh"),
-        ),
-    )
-    results["trainability"] = {**heat, "xi_c_curve": _xi_c_curve(config)}
+    for name in SECTIONS:
+        results.update(section(name, lambda: run_section(name, config, key)))  # noqa: B023  (called at once)
     results["timing"] = timing
     section("report", lambda: _report.write_outputs(results, out))
     timing["total_s"] = time.perf_counter() - start
