@@ -9,7 +9,6 @@ He with shared keys would be the same networks rescaled (ReLU is positively homo
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import zlib
 from collections.abc import Sequence
@@ -310,13 +309,15 @@ def resolve_init(spec: NetworkSpec, width: int, config: StudyConfig) -> Resolved
     :math:`\sigma_w^{2*}(\sigma_b^2)` from :func:`jaxbp.theory.critical_sigma_w2`.
     """
     if spec.init == "naive":
-        return ResolvedInit(_dense_init("normal", stddev=config.naive_stddev), config.naive_stddev**2 * width, 0.0)
+        return ResolvedInit(
+            initializers.dense_init("normal", stddev=config.naive_stddev), config.naive_stddev**2 * width, 0.0
+        )
     if spec.init == "glorot":
-        return ResolvedInit(_dense_init("glorot_normal"), 1.0, 0.0)
+        return ResolvedInit(initializers.dense_init("glorot_normal"), 1.0, 0.0)
     if spec.init == "he":
-        return ResolvedInit(_dense_init("he_normal"), 2.0, 0.0)
+        return ResolvedInit(initializers.dense_init("he_normal"), 2.0, 0.0)
     if spec.init == "orthogonal":
-        return ResolvedInit(_dense_init("orthogonal", gain=1.0), 1.0, 0.0)
+        return ResolvedInit(initializers.dense_init("orthogonal", gain=1.0), 1.0, 0.0)
     if spec.init == "critical":
         sigma_b2 = config.critical_sigma_b2
         sigma_w2 = theory.critical_sigma_w2(sigma_b2, spec.activation)
@@ -326,14 +327,6 @@ def resolve_init(spec: NetworkSpec, width: int, config: StudyConfig) -> Resolved
     return ResolvedInit(_mean_field(spec.sigma_w2, spec.sigma_b2, orthogonal=orthogonal), spec.sigma_w2, spec.sigma_b2)
 
 
-# The same scheme always gets the same sampler objects, so a sampler compiled for one setting
-# (jaxbp.studies.vanishing._gradients._draw_per_key) serves every other setting that uses it.
-@functools.cache
-def _dense_init(scheme: str, **options: float) -> initializers.DenseInit:
-    return initializers.dense_init(scheme, **options)
-
-
-@functools.cache
 def _mean_field(sigma_w2: float, sigma_b2: float, *, orthogonal: bool) -> initializers.DenseInit:
     """Gaussian (``mean_field``) or orthogonal weights of variance ``sigma_w2 / N``, Gaussian biases."""
     if not orthogonal:
