@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jaxbp.bench import _measure as measure
-from jaxbp.bench import gradients, mlp, remat, scaling, suite
+from jaxbp.bench import gradients, mlp, remat, scaling, suite, transformer
 
 # ------------------------------------------------------------------------- primitives
 
@@ -163,6 +163,13 @@ def test_remat_section_saves_residuals_with_identical_gradients():
     # 4 tanh layers in 2 segments: 2 hidden activations (16 x 8 float32) are no longer kept
     assert base["residual_bytes"] - segmented["residual_bytes"] >= 2 * 16 * 8 * 4
     assert segmented["max_rel_grad_diff"] < 1e-6
+
+
+def test_transformer_section_tiny():
+    (row,) = transformer.run(tiny=True, repeats=1)["rows"]
+    assert row["model"] == "transformer-b2-t12-d8x1"
+    assert row["grad_relative_error"] < 1e-4  # the blocked attention backward vs autodiff of the plain softmax
+    assert row["residual_bytes"]["manual"]["total"] < row["residual_bytes"]["autodiff"]["total"]
 
 
 # ------------------------------------------------------------------------------ suite

@@ -213,9 +213,9 @@ def test_hvp_through_hand_written_rules_equals_the_reference_hessian(x64):
     params = {"w": jax.random.normal(key_w, (3, 3)), "b": jax.random.normal(key_b, (3,))}
     x, labels = jax.random.normal(key_x, (4, 3)), jnp.array([0, 2, 1, 0])
     v = jax.tree_util.tree_map(lambda p: jax.random.normal(key_v, p.shape), params)
-    got = hvp(loss, params, v, x, labels)
+    got = jax.jit(lambda params, v: hvp(loss, params, v, x, labels))(params, v)  # one compile, not op by op
     flat, unravel = jax.flatten_util.ravel_pytree(params)
-    hessian = jax.hessian(lambda f: strip_custom_vjps(loss)(unravel(f), x, labels))(flat)
+    hessian = jax.jit(jax.hessian(lambda f: strip_custom_vjps(loss)(unravel(f), x, labels)))(flat)
     expected = unravel(hessian @ jax.flatten_util.ravel_pytree(v)[0])
     chex.assert_trees_all_close(got, expected, rtol=1e-10, atol=1e-12)
     with pytest.raises(TypeError, match="forward-mode"):

@@ -41,7 +41,7 @@ __all__ = [
     "run_sections",
 ]
 
-SECTIONS = ("mlp", "conv", "recurrent", "attention", "gradients", "scaling", "remat")
+SECTIONS = ("mlp", "conv", "recurrent", "attention", "transformer", "gradients", "scaling", "remat")
 
 # The targets (ratios of medians measured in one process).
 STEP_RATIO_TARGET, LSTM_STEP_RATIO_TARGET = 1.00, 0.90
