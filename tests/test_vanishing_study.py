@@ -186,12 +186,13 @@ def test_default_output_is_a_new_numbered_run_directory(tmp_path):
 
 TINY = V.PRESETS["tiny"]
 _tiny_sections: dict[str, dict] = {}
+_run_section = _run.run_section  # the real one (tiny_run below serves run_study from the cache)
 
 
 def tiny_section(name: str) -> dict:
     """One section of the tiny study, computed once per test run."""
     if name not in _tiny_sections:
-        _tiny_sections[name] = _run.run_section(name, TINY, jax.random.PRNGKey(TINY.seed))
+        _tiny_sections[name] = _run_section(name, TINY, jax.random.PRNGKey(TINY.seed))
     return _tiny_sections[name]
 
 
@@ -259,6 +260,15 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
     for r in results["spectra"]:
         assert [d["depth"] for d in r["depths"]] == list(config.spectrum_depths)
         assert np.shape(r["depths"][0]["singular_values"]) == (config.spectrum_seeds, config.spectrum_width)
+        for d in r["depths"]:  # N non-negative values: var/mean² lies in [0, N - 1]
+            s2 = np.asarray(d["singular_values"]) ** 2
+            assert d["s2_relative_variance"]["mean"] == pytest.approx(np.mean(s2.var(axis=1) / s2.mean(axis=1) ** 2))
+            assert (
+                0
+                <= d["s2_relative_variance"]["mean"]
+                <= d["largest_possible_relative_variance"]
+                == config.spectrum_width - 1
+            )
     heat = results["trainability"]
     assert np.shape(heat["test_accuracy"]) == (len(config.heat_depths), len(config.heat_sigma_w2s))
     assert {"rate_errors", "clipping", "isometry", "finite_width", "trainability"} <= set(results["summary"])

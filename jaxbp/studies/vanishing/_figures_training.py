@@ -121,12 +121,12 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
     for color, r in zip(colors, results["spectra"]):
         style = "-" if r["weights"] == "orthogonal" else "--"
         depths = [d["depth"] for d in r["depths"]]
-        variance = [d["s2_variance"]["mean"] for d in r["depths"]]
-        errors = [3 * (d["s2_variance"]["se"] or 0) for d in r["depths"]]
+        variance = [d["s2_relative_variance"]["mean"] for d in r["depths"]]
+        errors = [3 * (d["s2_relative_variance"]["se"] or 0) for d in r["depths"]]
         axes[1].errorbar(depths, variance, yerr=errors, fmt="o", color=color, capsize=2)
         axes[1].plot(
             depths,
-            [d["predicted_s2_variance"] for d in r["depths"]],
+            [d["predicted_s2_relative_variance"] for d in r["depths"]],
             color=color,
             ls=style,
             label=r["label"],
@@ -168,7 +168,7 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
     axes[1].set(
         yscale="symlog",
         xlabel="depth L",
-        ylabel="var(s²) (dimensionless)",
+        ylabel="var(s²) / mean(s²)² (dimensionless)",
         title="points: measured ±3 s.e.; lines: free probability",
     )
     axes[2].set(

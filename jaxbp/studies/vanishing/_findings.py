@@ -51,9 +51,18 @@ def _isometry(results: dict[str, Any]) -> dict[str, Any] | None:
         "orthogonal_variance": orthogonal["s2_variance"],
         "gaussian_predicted": gaussian["predicted_s2_variance"],
         "orthogonal_predicted": orthogonal["predicted_s2_variance"],
-        "difference": difference(gaussian["s2_variance"], orthogonal["s2_variance"]),
-        "orthogonal_minus_theory": difference(orthogonal["s2_variance"], orthogonal["predicted_s2_variance"]),
-        "gaussian_minus_theory": difference(gaussian["s2_variance"], gaussian["predicted_s2_variance"]),
+        "gaussian_relative_variance": gaussian["s2_relative_variance"],
+        "orthogonal_relative_variance": orthogonal["s2_relative_variance"],
+        "gaussian_relative_predicted": gaussian["predicted_s2_relative_variance"],
+        "orthogonal_relative_predicted": orthogonal["predicted_s2_relative_variance"],
+        "largest_possible_relative_variance": gaussian["largest_possible_relative_variance"],
+        "difference": difference(gaussian["s2_relative_variance"], orthogonal["s2_relative_variance"]),
+        "orthogonal_minus_theory": difference(
+            orthogonal["s2_relative_variance"], orthogonal["predicted_s2_relative_variance"]
+        ),
+        "gaussian_minus_theory": difference(
+            gaussian["s2_relative_variance"], gaussian["predicted_s2_relative_variance"]
+        ),
     }
 
 
@@ -178,11 +187,13 @@ def findings(results: dict[str, Any]) -> list[str]:
     iso = s["isometry"]
     if iso is not None:
         out.append(
-            f"Dynamical isometry (tanh on the critical line at q* = {iso['q_star']:.3g}, L = {iso['depth']}): var(s²) of the input-output Jacobian is "
-            f"{pm(iso['orthogonal_variance'], '.3g')} with orthogonal weights (free probability {iso['orthogonal_predicted']:.3g}) vs "
-            f"{pm(iso['gaussian_variance'], '.3g')} with Gaussian weights ({iso['gaussian_predicted']:.3g}); "
-            + _significance_sentence(iso["difference"], "Gaussian minus orthogonal")
-            + "."
+            f"Dynamical isometry (tanh on the critical line at q* = {iso['q_star']:.3g}, L = {iso['depth']}): the spread "
+            f"var(s²)/mean(s²)² of the input-output Jacobian's squared singular values is "
+            f"{pm(iso['orthogonal_relative_variance'], '.3g')} with orthogonal weights (free probability "
+            f"{iso['orthogonal_relative_predicted']:.3g}; {verdict(iso['orthogonal_minus_theory'])}) vs "
+            f"{pm(iso['gaussian_relative_variance'], '.3g')} with Gaussian weights (free probability "
+            f"{iso['gaussian_relative_predicted']:.3g}, but at most N − 1 = {iso['largest_possible_relative_variance']} "
+            f"for N singular values); " + _significance_sentence(iso["difference"], "Gaussian minus orthogonal") + "."
         )
     for r in results["signal"]:
         out.append(

@@ -112,9 +112,14 @@ def jacobian_spectra(config: StudyConfig, key: jax.Array) -> list[dict[str, Any]
                 "depth": depth,
                 "s2_mean": estimate(s2[:, i].mean(axis=1)),
                 "s2_variance": estimate(s2[:, i].var(axis=1)),
+                # scale-free: each network's overall gain fluctuates like exp N(0, ~L/N) (Hanin 2018),
+                # which makes var(s²) heavy-tailed over seeds; the spectrum's shape is var(s²) / mean(s²)²
+                "s2_relative_variance": estimate(s2[:, i].var(axis=1) / s2[:, i].mean(axis=1) ** 2),
                 "s_max": estimate(singular[:, i].max(axis=1)),
                 "predicted_s2_mean": mean,
                 "predicted_s2_variance": var,
+                "predicted_s2_relative_variance": var / mean**2,
+                "largest_possible_relative_variance": width - 1,  # all of s² in one singular value
                 "linear_gaussian_s_max": float(np.sqrt(theory.fuss_catalan_edge(depth))),
                 "singular_values": rows(singular[:, i]),
             })  # fmt: skip

@@ -125,14 +125,15 @@ def clipping_table(results: dict[str, Any]) -> str:
 
 def spectrum_table(results: dict[str, Any]) -> str:
     lines = [
-        "| network | L | mean s² (theory) | var(s²) | var(s²) theory | s_max |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| network | L | mean s² (theory) | var(s²) | var(s²) theory | var(s²)/mean(s²)² (theory) | s_max |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["spectra"]:
         for d in r["depths"]:
             lines.append(
                 f"| {r['label']} | {d['depth']} | {pm(d['s2_mean'])} ({fmt(d['predicted_s2_mean'])}) | {pm(d['s2_variance'], '.3g')} | "
-                f"{fmt(d['predicted_s2_variance'], '.3g')} | {pm(d['s_max'], '.3g')} |"
+                f"{fmt(d['predicted_s2_variance'], '.3g')} | {pm(d['s2_relative_variance'], '.3g')} "
+                f"({fmt(d['predicted_s2_relative_variance'], '.3g')}) | {pm(d['s_max'], '.3g')} |"
             )
     return "\n".join(lines) + "\n"
 
