@@ -43,26 +43,25 @@ def _with_fast_compile_flag() -> str | None:
     return flags if ok else None
 
 
-_CACHE_VARIABLE = "JAXBP_TESTS_COMPILATION_CACHE"
 _OWNED_CACHE = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
-    """The controller makes the run's cache directory; xdist workers inherit it through the environment."""
+    """The controller makes the run's cache directory and sets it (with the XLA flag) in the
+    environment, which xdist workers and the subprocesses tests start inherit."""
     if hasattr(config, "workerinput"):
-        directory = os.environ[_CACHE_VARIABLE]
+        directory = os.environ["JAX_COMPILATION_CACHE_DIR"]
     else:
         directory = tempfile.mkdtemp(prefix="jaxbp-tests-compilation-cache-")
-        os.environ[_CACHE_VARIABLE] = directory
         config.stash[_OWNED_CACHE] = directory
+        os.environ.update({
+            "JAX_COMPILATION_CACHE_DIR": directory,
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        })  # fmt: skip
         if _FAST_COMPILE_FLAG not in os.environ.get("XLA_FLAGS", "") and (flags := _with_fast_compile_flag()):
-            os.environ["XLA_FLAGS"] = flags  # before any test starts JAX's backend; workers inherit it
-    settings_for_subprocesses = {
-        "JAX_COMPILATION_CACHE_DIR": directory,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-    }
-    os.environ.update(settings_for_subprocesses)
+            os.environ["XLA_FLAGS"] = flags  # before any test starts JAX's backend
+    # this process imported jax before the variables were set, so it is told directly
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -1,8 +1,8 @@
 """Tests for the vanishing-gradient study (``jaxbp.studies.vanishing``).
 
 Helpers are checked against closed forms and hand computations (exponential profiles,
-standard errors, an explicit Jacobian product); the study runs end to end on the ``tiny``
-preset (measurements op by op, nothing compiled but the scans) and its outputs are validated.
+standard errors, an explicit Jacobian product); each section of the ``tiny`` preset runs in its
+own test, then ``run_study`` runs end to end on those sections and its outputs are validated.
 """
 
 import json

@@ -310,7 +310,9 @@ def resolve_init(spec: NetworkSpec, width: int, config: StudyConfig) -> Resolved
     """
     if spec.init == "naive":
         return ResolvedInit(
-            initializers.dense_init("normal", stddev=config.naive_stddev), config.naive_stddev**2 * width, 0.0
+            initializers.dense_init("normal", stddev=config.naive_stddev),
+            config.naive_stddev**2 * width,
+            0.0,
         )
     if spec.init == "glorot":
         return ResolvedInit(initializers.dense_init("glorot_normal"), 1.0, 0.0)
@@ -321,18 +323,19 @@ def resolve_init(spec: NetworkSpec, width: int, config: StudyConfig) -> Resolved
     if spec.init == "critical":
         sigma_b2 = config.critical_sigma_b2
         sigma_w2 = theory.critical_sigma_w2(sigma_b2, spec.activation)
-        return ResolvedInit(_mean_field(sigma_w2, sigma_b2, orthogonal=False), sigma_w2, sigma_b2)
+        return ResolvedInit(initializers.mean_field(sigma_w2, sigma_b2), sigma_w2, sigma_b2)
     assert spec.sigma_w2 is not None
-    orthogonal = spec.init == "orthogonal_mean_field"
-    return ResolvedInit(_mean_field(spec.sigma_w2, spec.sigma_b2, orthogonal=orthogonal), spec.sigma_w2, spec.sigma_b2)
-
-
-def _mean_field(sigma_w2: float, sigma_b2: float, *, orthogonal: bool) -> initializers.DenseInit:
-    """Gaussian (``mean_field``) or orthogonal weights of variance ``sigma_w2 / N``, Gaussian biases."""
-    if not orthogonal:
-        return initializers.mean_field(sigma_w2, sigma_b2)
-    return initializers.DenseInit(
-        initializers.orthogonal(math.sqrt(sigma_w2)), initializers.normal(math.sqrt(sigma_b2))
+    if spec.init == "mean_field":
+        return ResolvedInit(
+            initializers.mean_field(spec.sigma_w2, spec.sigma_b2),
+            spec.sigma_w2,
+            spec.sigma_b2,
+        )
+    weights = initializers.orthogonal(math.sqrt(spec.sigma_w2))
+    return ResolvedInit(
+        initializers.DenseInit(weights, initializers.normal(math.sqrt(spec.sigma_b2))),
+        spec.sigma_w2,
+        spec.sigma_b2,
     )
 
 

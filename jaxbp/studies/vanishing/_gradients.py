@@ -64,8 +64,9 @@ def init_stacked(
     """One parameter set per key, stacked on a leading seed axis, drawn like ``network.init`` would.
 
     Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``), one layer at a time
-    for each of the ``seeds`` keys (:func:`_draw_per_key`): one compiled draw per sampler and shape,
-    reused by every later layer of that shape.  Other leaves (batch norm's
+    vmapped over the ``seeds`` keys (:func:`_draw_per_key`): the batched random primitives then
+    always have the shape ``(seeds, *shape)``, so their eager compilations are reused by every later
+    layer and setting of that shape, whatever the sampler's scale.  Other leaves (batch norm's
     scale and offset) take their deterministic initial values from one ``network.init``.
     """
     template = jax.eval_shape(lambda key: network.init(key, input_shape)[0], keys[0])
