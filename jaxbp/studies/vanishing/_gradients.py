@@ -44,15 +44,23 @@ from jaxbp.studies.vanishing._stats import (
 
 
 def _draw_per_key(sampler: Callable, shape: tuple[int, ...], dtype: Any, keys: jax.Array) -> jax.Array:
-    """``sampler(key, shape, dtype)`` for each key, stacked (vmapped over the keys).
+    """``sampler(key, shape, dtype)`` for each key of a ``(seeds, layers)`` array of keys, stacked to
+    ``(seeds, layers, *shape)``: one eager call for all the layers of one shape, vmapped over both
+    axes (a call per layer spent most of the spectra's time dispatching small eager ops).
 
     Drawn with the non-partitionable threefry: the study never shards these draws, and XLA:CPU
     compiles the vmapped partitionable sampler 5-8x slower (a (16, 16) normal: 3.3 s vs 0.45 s),
     which in small runs was a third of the study's time.  The streams differ from the default
     mode's; both are threefry2x32.
+
+    Float64 parameters are drawn in float32 and widened: a float64 normal costs twice the random
+    bits and a float64 inverse error function, 2.8x the time (drawing the weights was most of the
+    gradient grid's time); the networks still run in float64, with weights that are float32
+    samples of the same distribution.
     """
+    draw_dtype = jnp.float32 if jnp.dtype(dtype) == jnp.float64 else dtype
     with jax.threefry_partitionable(False):
-        return jax.vmap(lambda key: sampler(key, shape, dtype))(keys)
+        return jax.vmap(jax.vmap(lambda key: sampler(key, shape, draw_dtype)))(keys).astype(dtype)
 
 
 def init_stacked(
@@ -63,11 +71,10 @@ def init_stacked(
 ) -> Any:
     """One parameter set per key, stacked on a leading seed axis, drawn like ``network.init`` would.
 
-    Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``), one layer at a time
-    vmapped over the ``seeds`` keys (:func:`_draw_per_key`): the batched random primitives then
-    always have the shape ``(seeds, *shape)``, so their eager compilations are reused by every later
-    layer and setting of that shape, whatever the sampler's scale.  Other leaves (batch norm's
-    scale and offset) take their deterministic initial values from one ``network.init``.
+    Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``) with its own key, all
+    the layers of one shape at once (:func:`_draw_per_key`), so the eager compilations are reused
+    by every setting of that depth and width, whatever the sampler's scale.  Other leaves (batch
+    norm's scale and offset) take their deterministic initial values from one ``network.init``.
     """
     template = jax.eval_shape(lambda key: network.init(key, input_shape)[0], keys[0])
     paths, treedef = jax.tree_util.tree_flatten_with_path(template)
@@ -86,9 +93,9 @@ def init_stacked(
         sampler = dense.weights if name == "w" else dense.bias
         group_keys = jax.random.split(jax.random.fold_in(keys[0], number), seeds * len(indices))
         group_keys = group_keys.reshape(seeds, len(indices), *group_keys.shape[1:])
-        dtype = paths[indices[0]][1].dtype
-        for j, i in enumerate(indices):
-            leaves[i] = _draw_per_key(sampler, shape, dtype, group_keys[:, j])
+        drawn = np.asarray(_draw_per_key(sampler, shape, paths[indices[0]][1].dtype, group_keys))
+        for j, i in enumerate(indices):  # sliced on the host: an eager unstack into 200 layers compiles 2 s
+            leaves[i] = jnp.asarray(drawn[:, j])
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
