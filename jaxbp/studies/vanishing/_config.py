@@ -118,6 +118,8 @@ class StudyConfig:
             minimum=4,
         )
         ints("spectrum_depths", self.spectrum_depths, minimum=2)
+        if list(self.spectrum_depths) != sorted(set(self.spectrum_depths)):
+            raise StudyConfigError(f"StudyConfig: spectrum_depths must increase, got {self.spectrum_depths!r}")
         for name in (
             "width",
             "batch_size",

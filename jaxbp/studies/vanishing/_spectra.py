@@ -2,11 +2,11 @@ r"""Input-output Jacobian spectra and forward signal propagation of random netwo
 
 * **Jacobian spectrum** (Pennington, Schoenholz & Ganguli 2017): for :math:`J = \partial h_L/\partial h_0`
   (every layer dense + activation, the input at the fixed point, :math:`h_0 = \phi(\sqrt{q^*} g)`),
-  the rows of :math:`J^\top` are vector-Jacobian products against the standard basis, computed by
-  the hand-written backward rules (``jax.vjp`` of a network built from ops, vmapped over the
-  basis).  One forward pass of the deepest network gives every depth: :math:`h_l = \phi(z_l)`
-  from the recorded taps.  Reported: the squared singular values :math:`s^2`, their mean and
-  variance and :math:`s_{\max}` per seed, against :func:`jaxbp.theory.jacobian_spectrum_moments`.
+  the rows of :math:`J` are vector-Jacobian products against the standard basis, computed by
+  the hand-written backward rules (``jax.vjp`` of the ops, vmapped over the basis), one segment
+  between consecutive depths at a time and chained, :math:`J_b = J_{b \leftarrow a} J_a`.
+  Reported: the squared singular values :math:`s^2`, their mean and variance and
+  :math:`s_{\max}` per seed, against :func:`jaxbp.theory.jacobian_spectrum_moments`.
 * **Signal propagation** (Poole et al. 2016; Schoenholz et al. 2017): the length
   :math:`q_l = \overline{z_l^2}` and the correlation :math:`c_l` of two inputs' pre-activations,
   against the length and correlation maps iterated from the measured :math:`(q_1, c_1)`.
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import init as initializers
-from jaxbp import nn, theory
+from jaxbp import nn, ops, theory
 from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
 from jaxbp.studies.vanishing._settings import spectrum_specs
@@ -43,24 +43,33 @@ def _jacobian_singular_values(
     params: Any,
     x: jax.Array,
 ) -> jax.Array:
-    """Singular values of :math:`\\partial h_l / \\partial h_0` for every ``l`` in ``depths``: ``(len(depths), N)``."""
+    """Singular values of :math:`J_l = \\partial h_l / \\partial h_0` for every ``l`` in ``depths``: ``(len(depths), N)``.
+
+    ``network`` is a plain dense + ``activation`` stack (:func:`build_network` without remedies), so
+    :math:`h_l = \\phi(h_{l-1} W_l + b_l)` for every layer, the last included.  The Jacobian is built
+    segment by segment between consecutive depths, :math:`J_b = J_{b \\leftarrow a} J_a`: each
+    segment is a ``lax.scan`` of ``ops.dense`` and the activation op over its stacked layers, and
+    its Jacobian's rows are vector-Jacobian products against the standard basis (the hand-written
+    backward rules, vmapped over the basis).  Every layer is backpropagated once, and the compiled
+    program does not grow with depth.
+    """
     phi = nn.activation(activation)
+    groups = network.parameter_groups(params)
+    layers = {name: jnp.stack([group[name] for _, group in groups]) for name in ("w", "b")}
 
-    def hidden(x: jax.Array) -> tuple[jax.Array, ...]:
-        record = _recorded_forward(network, params, x)
-        return tuple(phi.apply((), record[f"z{depth}"]) for depth in depths)
+    def segment(start: int, stop: int, h: jax.Array) -> jax.Array:
+        def layer(h: jax.Array, dense_params: dict[str, jax.Array]) -> tuple[jax.Array, None]:
+            return phi.apply((), ops.dense(dense_params, h)), None
 
-    outputs, vjp = jax.vjp(hidden, x)
+        return jax.lax.scan(layer, h, {name: leaf[start:stop] for name, leaf in layers.items()})[0]
+
     basis = jnp.eye(x.shape[-1], dtype=x.dtype)
-    values = []
-    for index in range(len(depths)):
-
-        def transposed_row(e: jax.Array, index: int = index) -> jax.Array:
-            cotangents = tuple(e if i == index else jnp.zeros_like(o) for i, o in enumerate(outputs))
-            return vjp(cotangents)[0]
-
-        jac_t = jax.vmap(transposed_row)(basis)  # row k: e_k^T J = (J^T e_k)^T
-        values.append(jnp.linalg.svd(jac_t, compute_uv=False))
+    jacobian, h, start, values = basis, x, 0, []
+    for stop in depths:
+        h, vjp = jax.vjp(functools.partial(segment, start, stop), h)
+        rows = jax.vmap(vjp)(basis)[0]  # row k: e_k^T J_{stop <- start}
+        jacobian, start = rows @ jacobian, stop
+        values.append(jnp.linalg.svd(jacobian, compute_uv=False))
     return jnp.stack(values)
 
 
