@@ -32,6 +32,20 @@ def test_time_variants_runs_round_robin_with_rotating_start_and_excludes_warmup(
         assert timing.repeats == 3 and 0 <= timing.min_ms <= timing.median_ms
 
 
+def test_paired_ratio_pairs_rounds_and_brackets_the_median():
+    # the machine slows down 10x over the rounds; b always takes twice a's time in the same round
+    a = measure.Timing(0, 0, 20, tuple(float(10**r) for r in np.linspace(0, 1, 20)))
+    b = measure.Timing(0, 0, 20, tuple(2 * t for t in a.samples_ms))
+    assert measure.paired_ratio(a, b) == {"median": 0.5, "low": 0.5, "high": 0.5}
+    noisy = measure.Timing(0, 0, 20, tuple(float(t) for t in range(1, 21)))
+    ones = measure.Timing(0, 0, 20, (1.0,) * 20)
+    paired = measure.paired_ratio(noisy, ones)
+    # n = 20: k = floor((20 - 1.96 sqrt(20)) / 2) = 5, so the 6th smallest and 6th largest ratios
+    assert (paired["low"], paired["median"], paired["high"]) == (6.0, 10.5, 15.0)
+    with pytest.raises(ValueError, match="paired_ratio"):
+        measure.paired_ratio(ones, measure.Timing(0, 0, 3, (1.0, 1.0, 1.0)))
+
+
 def test_time_variants_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
         measure.time_variants({"a": lambda: None}, repeats=0)
@@ -87,7 +101,7 @@ def test_write_json_never_overwrites(tmp_path):
     second = measure.write_json({"value": np.float32(0.5)}, "demo", directory=tmp_path)
     assert (first.name, second.name) == ("demo-001.json", "demo-002.json")
     document = json.loads(first.read_text())
-    assert document["value"] == {"min_ms": 1.0, "median_ms": 2.0, "repeats": 3}
+    assert document["value"] == {"min_ms": 1.0, "median_ms": 2.0, "repeats": 3, "samples_ms": []}
     for key in ("cpu", "threads", "backend", "device", "jax", "jaxlib", "torch", "time_utc"):
         assert key in document["machine"]
     assert json.loads(second.read_text())["value"] == 0.5

@@ -307,3 +307,24 @@ def test_table_can_be_rendered_from_a_saved_run(tiny_run, capsys):
     assert _report.main([str(out / "results.json"), "--depths", str(max(config.depths))]) == 0
     printed = capsys.readouterr().out
     assert printed.count("\n") == 2 + len(config.activations) * len(config.inits)
+
+
+def test_a_long_section_reports_its_settings_and_is_silent_outside_a_run():
+    from jaxbp.studies.vanishing import _progress
+
+    _progress.tick("nothing listens")  # outside reporting(): no reporter, no error
+    said: list[str] = []
+    with _progress.reporting(said.append, "gradient_grid", every_s=0.0):
+        _progress.tick("tanh-he L=50")
+        _progress.tick("relu-he L=50")
+    _progress.tick("after the section")
+    assert said == ["  gradient_grid: 1 done, last tanh-he L=50", "  gradient_grid: 2 done, last relu-he L=50"]
+    with _progress.reporting(said.append, "quiet", every_s=3600.0):
+        _progress.tick("too soon to say")
+    assert len(said) == 2
+
+
+def test_seed_chunks_divide_the_seeds_and_fit_the_budget():
+    assert _gradients.seed_chunk(64, bytes_per_seed=10, budget=1000) == 64
+    assert _gradients.seed_chunk(64, bytes_per_seed=100, budget=1000) == 8  # 10 fit, 8 divides 64
+    assert _gradients.seed_chunk(6, bytes_per_seed=10**9, budget=10) == 1  # one seed even over the budget

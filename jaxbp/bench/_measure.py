@@ -60,6 +60,7 @@ __all__ = [
     "max_relative_difference",
     "nbytes",
     "new_path",
+    "paired_ratio",
     "optional_torch",
     "residual_bytes",
     "section_main",
@@ -78,14 +79,33 @@ TORCH_SKIP_MESSAGE = "PyTorch is not installed: torch columns skipped (pip insta
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    """Wall time of one variant over ``repeats`` round-robin rounds, in milliseconds."""
+    """Wall time of one variant over ``repeats`` round-robin rounds, in milliseconds;
+    ``samples_ms[r]`` is round ``r``'s time (rounds line up across the variants of one call)."""
 
     min_ms: float
     median_ms: float
     repeats: int
+    samples_ms: tuple[float, ...] = ()
 
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "samples_ms": list(self.samples_ms)}
+
+
+def paired_ratio(numerator: Timing, denominator: Timing) -> dict[str, float]:
+    """Median of the per-round ratios ``numerator / denominator`` and a distribution-free ~95%
+    confidence interval for it (order statistics ``k`` and ``n - 1 - k`` of the sorted ratios,
+    ``k = floor((n - 1.96 sqrt(n)) / 2)``: the binomial interval of a median; the full range
+    when ``n < 6``).  Pairing by round cancels drift in the machine's speed that a ratio of
+    medians keeps."""
+    if not numerator.samples_ms or len(numerator.samples_ms) != len(denominator.samples_ms):
+        raise ValueError(
+            "paired_ratio: both timings need samples from the same rounds, got "
+            f"{len(numerator.samples_ms)} and {len(denominator.samples_ms)}"
+        )
+    ratios = np.sort(np.asarray(numerator.samples_ms) / np.asarray(denominator.samples_ms))
+    n = len(ratios)
+    k = max(0, math.floor((n - 1.96 * math.sqrt(n)) / 2))
+    return {"median": float(np.median(ratios)), "low": float(ratios[k]), "high": float(ratios[n - 1 - k])}
 
 
 def _block(out: Any) -> Any:
@@ -117,7 +137,10 @@ def time_variants(variants: Mapping[str, Callable[[], Any]], repeats: int = 10, 
             start = time.perf_counter()
             _block(variants[name]())
             samples[name].append(time.perf_counter() - start)
-    return {name: Timing(1e3 * min(s), 1e3 * float(np.median(s)), repeats) for name, s in samples.items()}
+    return {
+        name: Timing(1e3 * min(s), 1e3 * float(np.median(s)), repeats, tuple(1e3 * t for t in s))
+        for name, s in samples.items()
+    }
 
 
 # ---------------------------------------------------------------------------- memory
@@ -198,7 +221,8 @@ def compare_training_step(
     different computations, so a ``ValueError`` is raised). Timed round-robin: the manual
     SGD step, the autodiff SGD step, the manual forward (loss alone), the manual
     fwd+bwd (loss and gradients) and ``torch_step`` (a PyTorch eager training step on the
-    same model, if given). ``*_ratio`` entries are ratios of medians.
+    same model, if given). ``*_over_*`` entries are ratios of medians;
+    ``manual_over_autodiff_paired`` is :func:`paired_ratio` (median of per-round ratios, ~95% CI).
     """
     from jaxbp.gradcheck import relative_error, strip_custom_vjps
 
@@ -229,6 +253,7 @@ def compare_training_step(
     return {
         "step_ms": {name: t.to_dict() for name, t in timings.items()},
         "manual_over_autodiff": median["manual"] / median["autodiff"],
+        "manual_over_autodiff_paired": paired_ratio(timings["manual"], timings["autodiff"]),
         "fwd_bwd_over_fwd": median["fwd_bwd"] / median["forward"],
         "manual_over_torch": median["manual"] / median["torch"] if torch_step is not None else None,
         "residual_bytes": {
@@ -285,6 +310,7 @@ STEP_COLUMNS = (
     "manual ms",
     "autodiff ms",
     "manual/autodiff",
+    "paired 95% CI",
     "fwd+bwd/fwd",
     "resid KiB m/a",
     "temp KiB m/a",
@@ -298,9 +324,14 @@ def _kib_pair(pair: Mapping[str, Any], key: str | None = None) -> str:
     return "/".join("n/a" if v is None else f"{v / 1024:.0f}" for v in values)
 
 
+def _interval(paired: Mapping[str, float] | None) -> str | None:
+    return None if paired is None else f"{paired['median']:.3f} [{paired['low']:.3f}, {paired['high']:.3f}]"
+
+
 def step_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
     """Training-step rows (``{"model": ..., **compare_training_step(...)}``) as one table:
-    median step times, ratios of medians, residual bytes (total) and compiled temporary bytes."""
+    median step times, ratios of medians, the paired manual/autodiff ratio with its ~95% interval,
+    residual bytes (total) and compiled temporary bytes."""
     table = []
     for row in rows:
         ms = row["step_ms"]
@@ -310,6 +341,7 @@ def step_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
                 "manual ms": ms["manual"]["median_ms"],
                 "autodiff ms": ms["autodiff"]["median_ms"],
                 "manual/autodiff": row["manual_over_autodiff"],
+                "paired 95% CI": _interval(row.get("manual_over_autodiff_paired")),
                 "fwd+bwd/fwd": row["fwd_bwd_over_fwd"],
                 "resid KiB m/a": _kib_pair(row["residual_bytes"], "total"),
                 "temp KiB m/a": _kib_pair(row["temp_bytes"]),

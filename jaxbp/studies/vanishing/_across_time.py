@@ -35,6 +35,7 @@ import numpy as np
 
 from jaxbp import diagnostics, theory
 from jaxbp.studies.vanishing._config import StudyConfig, setting_key
+from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import difference, estimate, fit_window, growth_rates, rows
 
 
@@ -79,6 +80,7 @@ def _measure(cell: str, make_params: Callable[[jax.Array], dict], config: StudyC
         x = jax.random.normal(k_x, (seeds, config.time_batch, steps, config.time_features), jnp.float64)
         direction = jax.random.normal(k_v, (seeds, config.time_batch, width), jnp.float64)
     norms = np.asarray(_norms_function(cell)(params, x, direction), np.float64)  # (seeds, T)
+    tick(cell)
     with np.errstate(divide="ignore"):
         log_norms = np.log(norms)
     window = fit_window(steps, config.fit_skip_fraction)

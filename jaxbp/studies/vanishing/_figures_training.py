@@ -113,6 +113,13 @@ def plot_clipping(results: dict[str, Any], path: Path) -> None:
     )
 
 
+def _positive_errorbar(estimates: list[dict[str, Any]]) -> tuple[list[float], Any]:
+    """Means and ``yerr`` of ``estimate`` dicts for a log axis: ± one s.e., the lower bar kept above zero."""
+    means = [e["mean"] for e in estimates]
+    errors = [e["se"] or 0.0 for e in estimates]
+    return means, np.array([[min(se, 0.99 * m) for m, se in zip(means, errors)], errors])
+
+
 def plot_spectra(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
     fig, axes = pyplot.subplots(1, 3, figsize=(16, 4.8))
@@ -121,9 +128,8 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
     for color, r in zip(colors, results["spectra"]):
         style = "-" if r["weights"] == "orthogonal" else "--"
         depths = [d["depth"] for d in r["depths"]]
-        variance = [d["s2_relative_variance"]["mean"] for d in r["depths"]]
-        errors = [3 * (d["s2_relative_variance"]["se"] or 0) for d in r["depths"]]
-        axes[1].errorbar(depths, variance, yerr=errors, fmt="o", color=color, capsize=2)
+        variance = [d["s2_relative_variance"] for d in r["depths"]]
+        axes[1].errorbar(depths, *_positive_errorbar(variance), fmt="o", color=color, capsize=2)
         axes[1].plot(
             depths,
             [d["predicted_s2_relative_variance"] for d in r["depths"]],
@@ -132,31 +138,25 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
             label=r["label"],
         )
         axes[2].errorbar(
-            depths,
-            [d["s_max"]["mean"] for d in r["depths"]],
-            yerr=[3 * (d["s_max"]["se"] or 0) for d in r["depths"]],
-            fmt="o" + style,
-            color=color,
-            capsize=2,
+            depths, *_positive_errorbar([d["s_max"] for d in r["depths"]]), fmt="o" + style, color=color, capsize=2
         )
-        if iso is not None and r["activation"] == "tanh" and r["q_star"] == iso["q_star"]:
-            values = np.array(r["depths"][-1]["singular_values"]).ravel() ** 2
-            axes[0].hist(
-                values,
-                bins=60,
-                density=True,
-                histtype="step",
-                color=color,
-                label=f"{r['weights']} (measured)",
-            )
     if iso is not None:
+        histograms = {
+            r["weights"]: (color, np.log10(np.array(r["depths"][-1]["singular_values"]).ravel() ** 2))
+            for color, r in zip(colors, results["spectra"])
+            if r["activation"] == "tanh" and r["q_star"] == iso["q_star"]
+        }
+        every = np.concatenate([values for _, values in histograms.values()])
+        bins = np.linspace(every.min(), max(every.max(), 0.5), 80)
+        for weights, (color, values) in histograms.items():
+            axes[0].hist(values, bins=bins, density=True, histtype="step", color=color, label=f"{weights} (measured)")
         axes[0].set(
-            xscale="log",
-            xlabel="squared singular value s² (dimensionless)",
-            ylabel="density",
+            yscale="log",
+            xlabel="log10 s² (squared singular value, dimensionless)",
+            ylabel="density per unit of log10 s²",
             title=f"tanh, q* = {iso['q_star']:.3g}, L = {iso['depth']}",
         )
-        axes[0].axvline(1.0, color="gray", ls=":", label="isometry: s² = 1 (theory mean)")
+        axes[0].axvline(0.0, color="gray", ls=":", label="isometry: s² = 1 (theory mean)")
         axes[0].legend(fontsize=8)
     depths = [d["depth"] for d in results["spectra"][0]["depths"]]
     axes[2].plot(
@@ -166,16 +166,16 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
         label="linear Gaussian network (Fuss–Catalan edge)",
     )
     axes[1].set(
-        yscale="symlog",
+        yscale="log",
         xlabel="depth L",
         ylabel="var(s²) / mean(s²)² (dimensionless)",
-        title="points: measured ±3 s.e.; lines: free probability",
+        title="points: measured ± s.e. over seeds; lines: free probability",
     )
     axes[2].set(
         yscale="log",
         xlabel="depth L",
         ylabel="largest singular value s_max",
-        title="s_max vs depth (solid: orthogonal, dashed: Gaussian)",
+        title="s_max ± s.e. (solid: orthogonal, dashed: Gaussian)",
     )
     axes[1].legend(fontsize=6)
     axes[2].legend(fontsize=8)

@@ -197,7 +197,7 @@ def findings(results: dict[str, Any]) -> list[str]:
         )
     for r in results["signal"]:
         out.append(
-            f"Signal propagation, tanh σw² = {r['sigma_w2']:.3g} (χ1 = {r['chi1']:.3f}, c* = {r['c_star']:.3f}, ξ_c = {r['xi_c']:.1f}): at layer {r['depth']} "
+            f"Signal propagation, tanh σw² = {r['sigma_w2']:.3g} (χ1 = {r['chi1']:.3f}, c* = {r['c_star']:.3f}, ξ_c = {r['xi_c']:.4g}): at layer {r['depth']} "
             f"q = {pm(r['q_measured'][-1], '.4f')} vs {r['q_theory'][-1]:.4f} ({verdict(r['q_last_error'])}), c = {pm(r['c_measured'][-1], '.4f')} vs "
             f"{r['c_theory'][-1]:.4f} ({verdict(r['c_last_error'])})."
         )

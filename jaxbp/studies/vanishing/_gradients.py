@@ -33,6 +33,7 @@ from jaxbp.studies.vanishing._config import (
     resolve_init,
     setting_key,
 )
+from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import (
     difference,
     estimate,
@@ -44,9 +45,10 @@ from jaxbp.studies.vanishing._stats import (
 
 
 def _draw_per_key(sampler: Callable, shape: tuple[int, ...], dtype: Any, keys: jax.Array) -> jax.Array:
-    """``sampler(key, shape, dtype)`` for each key of a ``(seeds, layers)`` array of keys, stacked to
-    ``(seeds, layers, *shape)``: one eager call for all the layers of one shape, vmapped over both
-    axes (a call per layer spent most of the spectra's time dispatching small eager ops).
+    """``sampler(key, shape, dtype)`` for each key of a ``(layers, seeds)`` array of keys, stacked to
+    ``(layers, seeds, *shape)``: one eager call for all the layers of one shape, vmapped over both
+    axes (a call per layer spent most of the spectra's time dispatching small eager ops); layer
+    ``j``'s draws are the contiguous block ``[j]``.
 
     Drawn with the non-partitionable threefry: the study never shards these draws, and XLA:CPU
     compiles the vmapped partitionable sampler 5-8x slower (a (16, 16) normal: 3.3 s vs 0.45 s),
@@ -69,10 +71,11 @@ def init_stacked(
     keys: jax.Array,
     input_shape: tuple[int, ...],
 ) -> Any:
-    """One parameter set per key, stacked on a leading seed axis, drawn like ``network.init`` would.
+    """``len(keys)`` parameter sets stacked on a leading seed axis, drawn like ``network.init`` would.
 
-    Every dense weight (bias) is drawn by ``dense.weights`` (``dense.bias``) with its own key, all
-    the layers of one shape at once (:func:`_draw_per_key`), so the eager compilations are reused
+    Every dense weight (bias) of every seed is drawn by ``dense.weights`` (``dense.bias``) with its
+    own key, split from ``keys[0]`` per group of leaves of one shape, all the layers of one shape
+    at once (:func:`_draw_per_key`), so the eager compilations are reused
     by every setting of that depth and width, whatever the sampler's scale.  Other leaves (batch
     norm's scale and offset) take their deterministic initial values from one ``network.init``.
     """
@@ -92,10 +95,10 @@ def init_stacked(
             continue
         sampler = dense.weights if name == "w" else dense.bias
         group_keys = jax.random.split(jax.random.fold_in(keys[0], number), seeds * len(indices))
-        group_keys = group_keys.reshape(seeds, len(indices), *group_keys.shape[1:])
+        group_keys = group_keys.reshape(len(indices), seeds, *group_keys.shape[1:])
         drawn = np.asarray(_draw_per_key(sampler, shape, paths[indices[0]][1].dtype, group_keys))
         for j, i in enumerate(indices):  # sliced on the host: an eager unstack into 200 layers compiles 2 s
-            leaves[i] = jnp.asarray(drawn[:, j])
+            leaves[i] = jnp.asarray(drawn[j])
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
@@ -153,16 +156,35 @@ def delta_statistics(
     key: jax.Array,
     seeds: int,
 ) -> tuple[ResolvedInit, diagnostics.GradientStatistics]:
-    """:func:`jaxbp.diagnostics.gradient_statistics` of ``seeds`` networks of ``spec`` (own keys per setting)."""
+    """:func:`jaxbp.diagnostics.gradient_statistics` of ``seeds`` networks of ``spec`` (own keys per setting).
+
+    The seeds run in equal chunks whose parameters fit in :data:`CHUNK_BYTES` (wide, deep settings
+    of ``--full`` would otherwise hold every seed's weights at once: 64 seeds of 60 layers of
+    512 x 512 in float64 are 8 GiB); each chunk draws from its own keys.
+    """
     resolved = resolve_init(spec, width, config)
     network = build_network(spec, depth, width, width, resolved.dense)
     init_key, direction_key = jax.random.split(setting_key(key, spec.name, depth, width))
-    params = init_stacked(network, resolved.dense, jax.random.split(init_key, seeds), tuple(x.shape))
-    states = init_states(network, params)
+    keys = jax.random.split(init_key, seeds)
     directions = jax.random.normal(direction_key, (seeds, x.shape[0], width), x.dtype)
-    return resolved, statistics_function(spec.activation, depth, width, spec.residual, spec.batch_norm)(
-        params, states, x, directions
-    )
+    statistics = statistics_function(spec.activation, depth, width, spec.residual, spec.batch_norm)
+    template = jax.eval_shape(lambda key: network.init(key, tuple(x.shape))[0], keys[0])
+    chunk = seed_chunk(seeds, sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(template)))
+    parts = []
+    for start in range(0, seeds, chunk):
+        params = init_stacked(network, resolved.dense, keys[start : start + chunk], tuple(x.shape))
+        parts.append(statistics(params, init_states(network, params), x, directions[start : start + chunk]))
+    return resolved, jax.tree_util.tree_map(lambda *chunks: jnp.concatenate(chunks), *parts)
+
+
+#: The most parameter bytes :func:`delta_statistics` draws and runs at once.
+CHUNK_BYTES = 1 << 30
+
+
+def seed_chunk(seeds: int, bytes_per_seed: int, budget: int = CHUNK_BYTES) -> int:
+    """The largest divisor of ``seeds`` whose parameters fit in ``budget`` bytes (at least 1): equal
+    chunks, so the statistics compile once."""
+    return max(d for d in range(1, seeds + 1) if seeds % d == 0 and (d == 1 or d * bytes_per_seed <= budget))
 
 
 def measure_gradients(
@@ -172,6 +194,7 @@ def measure_gradients(
     its mean-field predictions (plain networks).  Call under ``jax.enable_x64(True)``."""
     width = config.width
     resolved, stats = delta_statistics(spec, depth, width, config, x, key, config.seeds)
+    tick(f"{spec.name} L={depth}")
     delta = np.asarray(stats.delta_norm, dtype=np.float64)  # (seeds, L)
     with np.errstate(divide="ignore"):
         log_delta = np.log(delta)
@@ -248,6 +271,7 @@ def finite_width(config: StudyConfig, x_one: jax.Array, key: jax.Array) -> list[
             for depth in config.finite_depths:
                 resolved, stats = delta_statistics(spec, depth, width, config, x_one, key, config.finite_seeds)
                 log_delta = np.log(np.asarray(stats.delta_norm, dtype=np.float64))
+                tick(f"{spec.name} N={width} L={depth}")
                 kappa = theory.log_gradient_variance_rate(resolved.sigma_w2, resolved.sigma_b2, spec.activation)
                 records.append({
                     **setting_fields(spec, resolved, depth, width),

@@ -18,6 +18,7 @@ import numpy as np
 from jaxbp import data, theory
 from jaxbp.studies.vanishing import _across_time, _gradients, _spectra, _training
 from jaxbp.studies.vanishing._config import PRESETS, StudyConfig, StudyConfigError
+from jaxbp.studies.vanishing._progress import reporting
 from jaxbp.studies.vanishing._settings import exploding_spec, grid_specs, remedy_specs, signal_sigma_w2s, training_specs
 
 DEFAULT_OUT = Path("results") / "vanishing"
@@ -146,7 +147,8 @@ def run_study(
 
     def section(name: str, fn: Callable[[], Any]) -> Any:
         began = time.perf_counter()
-        value = fn()
+        with reporting(say, name):
+            value = fn()
         timing[f"{name}_s"] = time.perf_counter() - began
         say(f"{name} done in {timing[f'{name}_s']:.1f} s")
         return value
@@ -175,7 +177,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     size.add_argument(
         "--full",
         action="store_true",
-        help="depth 100, wider networks, 64 seeds, finer trainability grid (under 30 minutes)",
+        help="depth 100, wider networks, finer grids and more seeds elsewhere (under 30 minutes)",
     )
     size.add_argument(
         "--tiny",

@@ -26,6 +26,7 @@ from jaxbp import init as initializers
 from jaxbp import nn, ops, theory
 from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
+from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._settings import spectrum_specs
 from jaxbp.studies.vanishing._stats import estimate, rows
 
@@ -110,6 +111,7 @@ def jacobian_spectra(config: StudyConfig, key: jax.Array) -> list[dict[str, Any]
             jnp.sqrt(q_star) * jax.random.normal(input_key, (seeds, width), jnp.float64),
         )
         singular = np.asarray(_spectrum_function(spec.activation, depths, width)(params, x))
+        tick(spec.name)
         s2 = singular**2  # (seeds, depths, N)
         weights = "orthogonal" if spec.init.startswith("orthogonal") else "gaussian"
         per_depth = []

@@ -145,7 +145,7 @@ def signal_table(results: dict[str, Any]) -> str:
     ]
     for r in results["signal"]:
         lines.append(
-            f"| {r['sigma_w2']:.3g} | {fmt(r['chi1'], '.4f')} | {fmt(r['c_star'], '.4f')} | {fmt(r['xi_c'], '.1f')} | {pm(r['q_measured'][-1], '.4f')} | "
+            f"| {r['sigma_w2']:.3g} | {fmt(r['chi1'], '.4f')} | {fmt(r['c_star'], '.4f')} | {fmt(r['xi_c'], '.4g')} | {pm(r['q_measured'][-1], '.4f')} | "
             f"{fmt(r['q_theory'][-1], '.4f')} | {pm(r['c_measured'][-1], '.4f')} | {fmt(r['c_theory'][-1], '.4f')} |"
         )
     return "\n".join(lines) + "\n"

@@ -25,6 +25,7 @@ from jaxbp import data, train
 from jaxbp import init as initializers
 from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
+from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import difference, estimate, rows
 
 
@@ -122,6 +123,7 @@ def train_runs(
         losses.append(np.mean(np.asarray(loss), axis=1))
         norms.append(np.max(np.asarray(norm), axis=1))
         factors.append(np.asarray(factor))
+        tick(f"{spec.name} L={depth}, epoch {index + 1}/{epochs}")
         accuracies.append(np.asarray(accuracy(params, model_state, *dataset.test)))
     return {
         "train_loss": np.stack(losses, axis=1),
