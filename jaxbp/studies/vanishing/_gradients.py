@@ -168,8 +168,7 @@ def delta_statistics(
     keys = jax.random.split(init_key, seeds)
     directions = jax.random.normal(direction_key, (seeds, x.shape[0], width), x.dtype)
     statistics = statistics_function(spec.activation, depth, width, spec.residual, spec.batch_norm)
-    template = jax.eval_shape(lambda key: network.init(key, tuple(x.shape))[0], keys[0])
-    chunk = seed_chunk(seeds, sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(template)))
+    chunk = seed_chunk(seeds, depth * width * (width + 1) * x.dtype.itemsize)  # every layer as a hidden one
     parts = []
     for start in range(0, seeds, chunk):
         params = init_stacked(network, resolved.dense, keys[start : start + chunk], tuple(x.shape))
