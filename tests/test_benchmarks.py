@@ -46,6 +46,15 @@ def test_paired_ratio_pairs_rounds_and_brackets_the_median():
         measure.paired_ratio(ones, measure.Timing(0, 0, 3, (1.0, 1.0, 1.0)))
 
 
+def test_torch_is_timed_after_the_jax_variants_never_between_them():
+    calls: list[str] = []
+    variants = {name: (lambda name=name: calls.append(name)) for name in "ab"}
+    timings = measure.time_beside_torch(variants, lambda: calls.append("torch"), repeats=3)
+    assert set(timings) == {"a", "b", "torch"} and timings["torch"].repeats == 3
+    assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"] + ["torch"] * 4  # warm-ups, rounds, then torch alone
+    assert set(measure.time_beside_torch(variants, None, repeats=1)) == {"a", "b"}
+
+
 def test_time_variants_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
         measure.time_variants({"a": lambda: None}, repeats=0)

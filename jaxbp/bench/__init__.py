@@ -22,6 +22,7 @@ from jaxbp.bench._measure import (
     sgd_step,
     step_table,
     thread_count,
+    time_beside_torch,
     time_variants,
     write_json,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "sgd_step",
     "step_table",
     "thread_count",
+    "time_beside_torch",
     "time_variants",
     "write_json",
 ]

@@ -33,7 +33,7 @@ from jaxbp.bench._measure import (
     optional_torch,
     residual_bytes,
     section_main,
-    time_variants,
+    time_beside_torch,
 )
 from jaxbp.gradcheck import relative_error
 from jaxbp.reference.attention import attention as plain_attention
@@ -92,9 +92,7 @@ def measure(
     if not difference <= 1e-3:
         raise ValueError(f"attention bench: manual and reference gradients differ by {difference:.2e} at T={time}")
     variants = {name: (lambda g=g: g(q, k, v, dy)) for name, g in grads.items()}
-    if torch is not None:
-        variants["torch"] = _torch_step(torch, q, k, v, dy)
-    timings = time_variants(variants, repeats)
+    timings = time_beside_torch(variants, None if torch is None else _torch_step(torch, q, k, v, dy), repeats)
     residuals = {name: residual_bytes(f, q, k, v)["total"] for name, f in functions.items()}
     temporary = {name: compiled_memory(g, q, k, v, dy)["temp"] for name, g in grads.items()}
     median = {name: t.median_ms for name, t in timings.items()}
