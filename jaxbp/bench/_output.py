@@ -14,6 +14,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxbp.bench._timing import Timing
+
 RESULTS_DIR = Path("results") / "bench"
 
 
@@ -98,8 +100,6 @@ def new_path(stem: str, suffix: str = ".json", directory: Path | str = RESULTS_D
 
 
 def _jsonable(value: Any) -> Any:
-    from jaxbp.bench._measure import Timing  # the measuring module imports this one
-
     if isinstance(value, Timing):
         return value.to_dict()
     if isinstance(value, (np.generic, jax.Array)):

@@ -1,0 +1,103 @@
+"""Timing for the benchmark suite: round-robin rounds in one process, paired ratios, PyTorch apart.
+
+* :func:`time_variants` -- wall time of several zero-argument callables measured round-robin
+  (each round runs every variant once, starting at a rotating position), compile and warm-up
+  excluded; each variant gets a :class:`Timing` with the min, the median and every round's time.
+* :func:`paired_ratio` -- the median of per-round ratios of two variants, with a ~95% interval.
+* :func:`time_beside_torch` -- the JAX variants' rounds, then a PyTorch step in its own block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["Timing", "paired_ratio", "time_beside_torch", "time_variants"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Wall time of one variant over ``repeats`` round-robin rounds, in milliseconds;
+    ``samples_ms[r]`` is round ``r``'s time (rounds line up across the variants of one call)."""
+
+    min_ms: float
+    median_ms: float
+    repeats: int
+    samples_ms: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "samples_ms": list(self.samples_ms)}
+
+
+def paired_ratio(numerator: Timing, denominator: Timing) -> dict[str, float]:
+    """Median of the per-round ratios ``numerator / denominator`` and a distribution-free ~95%
+    confidence interval for it (order statistics ``k`` and ``n - 1 - k`` of the sorted ratios,
+    ``k = floor((n - 1.96 sqrt(n)) / 2)``: the binomial interval of a median; the full range
+    when ``n < 6``).  Pairing by round cancels drift in the machine's speed that a ratio of
+    medians keeps."""
+    if not numerator.samples_ms or len(numerator.samples_ms) != len(denominator.samples_ms):
+        raise ValueError(
+            "paired_ratio: both timings need samples from the same rounds, got "
+            f"{len(numerator.samples_ms)} and {len(denominator.samples_ms)}"
+        )
+    ratios = np.sort(np.asarray(numerator.samples_ms) / np.asarray(denominator.samples_ms))
+    n = len(ratios)
+    k = max(0, math.floor((n - 1.96 * math.sqrt(n)) / 2))
+    return {"median": float(np.median(ratios)), "low": float(ratios[k]), "high": float(ratios[n - 1 - k])}
+
+
+def _block(out: Any) -> Any:
+    """Wait for every JAX array in ``out`` (other leaves, e.g. torch tensors, are already computed)."""
+    for leaf in jax.tree_util.tree_leaves(out):
+        if isinstance(leaf, jax.Array):
+            leaf.block_until_ready()
+    return out
+
+
+def time_variants(variants: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 1) -> dict[str, Timing]:
+    """Time zero-argument callables round-robin: each round runs every variant once.
+
+    ``warmup`` untimed calls per variant come first (compilation, caches). Round ``r``
+    starts at variant ``r mod len(variants)``, so no variant always runs first or just
+    after a given other one; drift in the machine's speed (frequency, other load) is
+    shared by all. Results are JAX-synchronised (``block_until_ready``).
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"time_variants: repeats must be >= 1 and warmup >= 0 (repeats={repeats}, warmup={warmup})")
+    names = list(variants)
+    for name in names:
+        for _ in range(warmup):
+            _block(variants[name]())
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            _block(variants[name]())
+            samples[name].append(time.perf_counter() - start)
+    return {
+        name: Timing(1e3 * min(s), 1e3 * float(np.median(s)), repeats, tuple(1e3 * t for t in s))
+        for name, s in samples.items()
+    }
+
+
+def time_beside_torch(
+    variants: Mapping[str, Callable[[], Any]], torch_step: Callable[[], Any] | None, repeats: int = 10
+) -> dict[str, Timing]:
+    """:func:`time_variants` of the JAX ``variants``, then of ``torch_step`` alone (as ``"torch"``).
+
+    PyTorch's OpenMP threads keep spinning for a while after a step, and in one rotation they
+    slowed whichever JAX variant ran next: the MLP's manual step measured 1.19x its autodiff
+    twin in the suite (paired interval [1.02, 1.23]) and 0.99 with torch out of the rotation.
+    So the JAX variants share their rounds, and torch gets its own block afterwards.
+    """
+    timings = time_variants(variants, repeats)
+    if torch_step is not None:
+        timings["torch"] = time_variants({"torch": torch_step}, repeats)["torch"]
+    return timings
