@@ -61,8 +61,16 @@ def _layout(q: Array, k: Array, block_size: int) -> _Blocks:
 
 
 def _grouped(x: Array, blocks: _Blocks) -> Array:
-    """(B, T, H, ...) -> (B, T, Hk, G, ...)."""
-    return x.reshape(*x.shape[:2], blocks.kv_heads, blocks.groups, *x.shape[3:])
+    """(B, T, H, D) -> (B, Hk, G, T, D): head-major, so every einsum below is a batched matmul
+    over (B, Hk) with no transposes inside the scan."""
+    x = x.reshape(*x.shape[:2], blocks.kv_heads, blocks.groups, x.shape[-1])
+    return jnp.moveaxis(x, 1, 3)
+
+
+def _ungrouped(x: Array) -> Array:
+    """(B, Hk, G, T, D) -> (B, T, H, D), the inverse of :func:`_grouped`."""
+    x = jnp.moveaxis(x, 3, 1)
+    return x.reshape(*x.shape[:2], -1, x.shape[-1])
 
 
 def _key_blocks(x: Array, blocks: _Blocks, axis: int) -> Array:
@@ -75,8 +83,8 @@ def _key_blocks(x: Array, blocks: _Blocks, axis: int) -> Array:
 
 
 class _KeyBlock(NamedTuple):
-    k: Array  # (B, block, Hk, D)
-    v: Array  # (B, block, Hk, Dv)
+    k: Array  # (B, Hk, block, D)
+    v: Array  # (B, Hk, block, Dv)
     mask: Array | None  # broadcasts to (B, Hk, G, Tq, block), or None
     start: Array  # () index of the block's first key
 
@@ -89,8 +97,8 @@ def _scan_inputs(k: Array, v: Array, mask: Array | None, blocks: _Blocks) -> tup
         grouped_mask = mask.reshape(mask.shape[0], *heads, *mask.shape[2:])
     per_block_mask = grouped_mask is not None and grouped_mask.shape[-1] > 1
     xs = _KeyBlock(
-        _key_blocks(k, blocks, 1),
-        _key_blocks(v, blocks, 1),
+        _key_blocks(jnp.swapaxes(k, 1, 2), blocks, 2),
+        _key_blocks(jnp.swapaxes(v, 1, 2), blocks, 2),
         _key_blocks(cast(Array, grouped_mask), blocks, 4) if per_block_mask else None,  # per_block_mask implies a mask
         jnp.arange(blocks.num_blocks) * blocks.block,
     )
@@ -100,7 +108,7 @@ def _scan_inputs(k: Array, v: Array, mask: Array | None, blocks: _Blocks) -> tup
 def _masked_scores(q5: Array, key_block: _KeyBlock, shared_mask: Array | None, blocks: _Blocks, causal, scale):
     """S = scale * Q K_jᵀ for one key block, (B, Hk, G, Tq, block), -inf where not allowed."""
     wide = accumulation_dtype(q5.dtype)
-    scores = scale * jnp.einsum("bqhgd,bkhd->bhgqk", q5, key_block.k, preferred_element_type=wide)
+    scores = scale * jnp.einsum("bhgqd,bhkd->bhgqk", q5, key_block.k, preferred_element_type=wide)
     key_positions = key_block.start + jnp.arange(blocks.block)
     allowed = []
     if blocks.num_blocks * blocks.block != blocks.k_len:
@@ -156,14 +164,14 @@ def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array,
         correction = jnp.exp(row_max - safe_max)
         row_sum = correction * row_sum + jnp.sum(exponentials, axis=-1)
         acc = correction[..., None] * acc + jnp.einsum(
-            "bhgqk,bkhd->bhgqd", exponentials, key_block.v, preferred_element_type=wide
+            "bhgqk,bhkd->bhgqd", exponentials, key_block.v, preferred_element_type=wide
         )
         return (new_max, row_sum, acc), None
 
     init = (jnp.full(rows, -jnp.inf, wide), jnp.zeros(rows, wide), jnp.zeros((*rows, v.shape[-1]), wide))
     (row_max, row_sum, acc), _ = lax.scan(step, _varying_like(init, q, k, v, mask), xs)
     y = acc / jnp.where(row_sum > 0, row_sum, 1.0)[..., None]  # (B, Hk, G, Tq, Dv)
-    y = jnp.moveaxis(y, 3, 1).reshape(batch, blocks.q_len, q.shape[2], v.shape[-1]).astype(q.dtype)
+    y = _ungrouped(y).astype(q.dtype)
     logsumexp = jnp.where(row_sum > 0, row_max + jnp.log(jnp.where(row_sum > 0, row_sum, 1.0)), -jnp.inf)
     return y, logsumexp.reshape(batch, q.shape[2], blocks.q_len)
 
@@ -193,27 +201,28 @@ def _attention_bwd(causal, scale, block_size, residuals, dy):
     wide = accumulation_dtype(q.dtype)
     q5, dy5 = _grouped(q, blocks), _grouped(dy, blocks)
     rows = (q.shape[0], blocks.kv_heads, blocks.groups, blocks.q_len)
-    row_dot = jnp.einsum("bqhgd,bqhgd->bhgq", dy5, _grouped(y, blocks), preferred_element_type=wide)  # D
+    row_dot = jnp.einsum("bhgqd,bhgqd->bhgq", dy5, _grouped(y, blocks), preferred_element_type=wide)  # D
     safe_logsumexp = jnp.where(logsumexp == -jnp.inf, jnp.inf, logsumexp).reshape(rows)  # exp(-inf - inf) = 0
     xs, shared_mask = _scan_inputs(k, v, mask, blocks)
 
     def step(dq, key_block):
         scores = _masked_scores(q5, key_block, shared_mask, blocks, causal, scale)
         probabilities = jnp.exp(scores - safe_logsumexp[..., None])
-        dv = jnp.einsum("bhgqk,bqhgd->bkhd", probabilities, dy5, preferred_element_type=wide)
-        dprobabilities = jnp.einsum("bqhgd,bkhd->bhgqk", dy5, key_block.v, preferred_element_type=wide)
+        dv = jnp.einsum("bhgqk,bhgqd->bhkd", probabilities, dy5, preferred_element_type=wide)
+        dprobabilities = jnp.einsum("bhgqd,bhkd->bhgqk", dy5, key_block.v, preferred_element_type=wide)
         dscores = scale * probabilities * (dprobabilities - row_dot[..., None])
-        dq = dq + jnp.einsum("bhgqk,bkhd->bqhgd", dscores, key_block.k, preferred_element_type=wide)
-        dk = jnp.einsum("bhgqk,bqhgd->bkhd", dscores, q5, preferred_element_type=wide)
+        dq = dq + jnp.einsum("bhgqk,bhkd->bhgqd", dscores, key_block.k, preferred_element_type=wide)
+        dk = jnp.einsum("bhgqk,bhgqd->bhkd", dscores, q5, preferred_element_type=wide)
         return dq, (dk.astype(k.dtype), dv.astype(v.dtype))
 
     dq, (dk, dv) = lax.scan(step, _varying_like(jnp.zeros(q5.shape, wide), residuals, dy), xs)
 
-    def unblock(blocked: Array) -> Array:  # (num_blocks, B, block, Hk, D) -> (B, Tk, Hk, D)
-        blocked = jnp.moveaxis(blocked, 0, 1)
-        return blocked.reshape(blocked.shape[0], -1, *blocked.shape[3:])[:, : blocks.k_len]
+    def unblock(blocked: Array) -> Array:  # (num_blocks, B, Hk, block, D) -> (B, Tk, Hk, D)
+        blocked = jnp.moveaxis(blocked, 0, 2)  # (B, Hk, num_blocks, block, D)
+        blocked = blocked.reshape(*blocked.shape[:2], -1, blocked.shape[-1])[:, :, : blocks.k_len]
+        return jnp.swapaxes(blocked, 1, 2)
 
-    return dq.reshape(q.shape).astype(q.dtype), unblock(dk), unblock(dv), None
+    return _ungrouped(dq).astype(q.dtype), unblock(dk), unblock(dv), None
 
 
 _attention = define_op(_attention_primal, _attention_fwd, _attention_bwd, nondiff_argnums=(4, 5, 6))
