@@ -147,6 +147,17 @@ def test_torch_mlp_step_matches_the_jax_loss():
     assert float(step().detach()) == pytest.approx(float(loss(params, x, labels)), rel=1e-5)  # loss before the update
 
 
+def test_torch_transformer_step_matches_the_jax_loss_and_update():
+    torch = pytest.importorskip("torch")
+    loss, params, ids, next_ids = transformer.transformer_problem(**transformer.TINY_SHAPES)
+    heads = transformer.TINY_SHAPES["heads"]
+    step = transformer.torch_transformer_step(torch, params, ids, next_ids, heads, learning_rate=0.5)
+    assert float(step().detach()) == pytest.approx(float(loss(params, ids, next_ids)), rel=1e-5)
+    # the loss after one update matches only if every parameter's gradient does
+    updated, _ = measure.sgd_step(loss, learning_rate=0.5)(params, ids, next_ids)
+    assert float(step().detach()) == pytest.approx(float(loss(updated, ids, next_ids)), rel=1e-4)
+
+
 def test_central_differences_match_an_analytic_gradient():
     theta = jnp.array([1.0, -2.0, 0.5])
     numerical = gradients.central_difference_gradient(lambda t: jnp.sum(t**2) + t[0] * t[1], theta)

@@ -6,8 +6,9 @@ vocabulary, batch 8, float32, loss ``softmax_cross_entropy(logits, next_ids)``. 
 (one process, round-robin, see :func:`jaxbp.bench._measure.compare_training_step`): the
 manual SGD step against ``jax.grad`` through the reference (custom rules stripped: plain
 softmax(QKᵀ)V attention, whose autodiff keeps the T×T matrices), fwd+bwd over fwd, saved
-residual and compiled temporary bytes. No PyTorch column: a weight-for-weight PyTorch twin of
-this model is not written yet.
+residual and compiled temporary bytes; then, when torch is installed, the same model with the
+same weights in PyTorch eager (:func:`torch_transformer_step`: ``F.scaled_dot_product_attention``
+with ``is_causal=True``, PyTorch's fused attention, which is what a PyTorch user would write).
 
 Run: ``python -m jaxbp.bench.transformer [--tiny] [--repeats N]``.
 """
@@ -18,9 +19,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 
 from jaxbp import ops
-from jaxbp.bench._measure import compare_training_step, section_main
+from jaxbp.bench._measure import compare_training_step, optional_torch, section_main
 from jaxbp.models.transformer import transformer_lm
 
 SHAPES = {"batch": 8, "time": 256, "vocab": 65, "dim": 64, "depth": 2, "heads": 4, "block_size": 64}
@@ -43,11 +45,77 @@ def transformer_problem(
     return loss, params, ids, next_ids
 
 
+def torch_transformer_step(
+    torch: Any, params: Any, ids: Any, next_ids: Any, heads: int, learning_rate: float = 1e-3
+) -> Callable[[], Any]:
+    """A PyTorch eager SGD step on the same language model and weights.
+
+    Follows the params' layout from :func:`jaxbp.models.transformer.transformer_lm`:
+    ``(embedding, position_embedding, *blocks, layer_norm, dense)``, each block
+    ``(((ln, attention),), ((ln, dense, (), dense),))``. jaxbp's ``(in, out)`` dense weights
+    become ``F.linear``'s ``(out, in)``; layer norm eps 1e-5; exact (erf) GELU; attention scale
+    ``1 / sqrt(head_dim)`` (PyTorch's default). Loss: mean next-token cross-entropy.
+    """
+    functional = torch.nn.functional
+    leaves: list[Any] = []
+
+    def tensor(a: Any) -> Any:
+        leaves.append(torch.tensor(np.asarray(a), requires_grad=True))
+        return leaves[-1]
+
+    def linear(p: dict) -> Callable[[Any], Any]:
+        w, b = tensor(np.asarray(p["w"]).T), tensor(p["b"])
+        return lambda h: functional.linear(h, w, b)
+
+    def layer_norm(p: dict) -> Callable[[Any], Any]:
+        gamma, beta = tensor(p["gamma"]), tensor(p["beta"])
+        return lambda h: functional.layer_norm(h, (h.shape[-1],), gamma, beta, eps=1e-5)
+
+    def attention(p: dict) -> Callable[[Any], Any]:
+        q, k, v, out = (linear(p[name]) for name in ("q", "k", "v", "out"))
+
+        def apply(h: Any) -> Any:
+            batch, time, _ = h.shape
+            split = [f(h).view(batch, time, heads, -1).transpose(1, 2) for f in (q, k, v)]
+            y = functional.scaled_dot_product_attention(*split, is_causal=True)
+            return out(y.transpose(1, 2).reshape(batch, time, -1))
+
+        return apply
+
+    embedding, positions, *blocks, final_norm, head = params
+    token_w, position_w = tensor(embedding["w"]), tensor(positions["w"])
+    layers: list[Callable[[Any], Any]] = []
+    for ((norm_a, attn),), ((norm_m, up, _, down),) in blocks:
+        attend, first_norm = attention(attn), layer_norm(norm_a)
+        up_fn, down_fn, second_norm = linear(up), linear(down), layer_norm(norm_m)
+        layers.append(lambda h, f=attend, n=first_norm: h + f(n(h)))
+        layers.append(lambda h, u=up_fn, d=down_fn, n=second_norm: h + d(functional.gelu(u(n(h)))))
+    normalize, logits = layer_norm(final_norm), linear(head)
+    ids_t = torch.tensor(np.asarray(ids), dtype=torch.long)
+    next_t = torch.tensor(np.asarray(next_ids), dtype=torch.long).reshape(-1)
+
+    def step() -> Any:
+        h = functional.embedding(ids_t, token_w) + position_w[: ids_t.shape[1]]
+        for layer in layers:
+            h = layer(h)
+        out = logits(normalize(h))
+        loss = functional.cross_entropy(out.reshape(-1, out.shape[-1]), next_t)
+        grads = torch.autograd.grad(loss, leaves)
+        with torch.no_grad():
+            for leaf, grad in zip(leaves, grads):
+                leaf.sub_(learning_rate * grad)
+        return loss
+
+    return step
+
+
 def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
-    """The transformer row: manual vs autodiff training step, residual and temporary bytes."""
+    """The transformer row: manual vs autodiff (vs torch) training step, residual and temporary bytes."""
     shapes = TINY_SHAPES if tiny else SHAPES
     loss, params, ids, next_ids = transformer_problem(**shapes)
-    row = compare_training_step(loss, params, ids, next_ids, repeats=repeats)
+    torch = optional_torch()
+    torch_step = torch_transformer_step(torch, params, ids, next_ids, shapes["heads"]) if torch is not None else None
+    row = compare_training_step(loss, params, ids, next_ids, repeats=repeats, torch_step=torch_step)
     name = f"transformer-b{shapes['batch']}-t{shapes['time']}-d{shapes['dim']}x{shapes['depth']}"
     return {"section": "transformer", "shapes": shapes, "rows": [{"model": name, **row}]}
 
