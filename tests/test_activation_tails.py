@@ -114,3 +114,14 @@ def test_exact_tails_keep_the_residual_bytes(capsys):
         print_saved_residuals(TRUE_DERIVATIVES[name][0], x)
         lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith(saved), (name, lines)
+
+
+def test_relu_passes_no_gradient_below_zero_even_an_infinite_one():
+    """The backward selects dy (no product with a 0/1 derivative), so inf or NaN cotangents
+    at x <= 0 give exact zeros, as autodiff's select does; leaky_relu scales them."""
+    x = jnp.array([-2.0, 0.0, 3.0])
+    dy = jnp.array([jnp.inf, jnp.nan, 5.0])
+    (dx,) = jax.vjp(ops.relu, x)[1](dy)
+    np.testing.assert_array_equal(dx, [0.0, 0.0, 5.0])
+    (dx_leaky,) = jax.vjp(lambda x: ops.leaky_relu(x, 0.5), x)[1](jnp.array([4.0, 2.0, 5.0]))
+    np.testing.assert_array_equal(dx_leaky, [2.0, 1.0, 5.0])

@@ -260,3 +260,13 @@ def test_cli_has_the_bench_subcommand():
 
     args = build_parser().parse_args(["bench", "--tiny", "--sections", "mlp", "--no-plot"])
     assert args.run is suite.run and args.tiny and args.sections == ["mlp"] and args.no_plot
+
+
+def test_min_seconds_raises_the_rounds_of_a_fast_variant():
+    calls = []
+    timings = measure.time_variants({"fast": lambda: calls.append(1)}, repeats=2, min_seconds=0.01)
+    # one warm-up, one probe round, then as many rounds as fill 10 ms: far more than 2 for a no-op
+    assert timings["fast"].repeats > 2 and len(calls) == timings["fast"].repeats + 2
+    assert measure.time_variants({"fast": lambda: None}, repeats=2)["fast"].repeats == 2
+    with pytest.raises(ValueError, match="min_seconds"):
+        measure.time_variants({"fast": lambda: None}, min_seconds=-1.0)

@@ -50,6 +50,7 @@ from jaxbp.bench._timing import Timing, paired_ratio, time_beside_torch, time_va
 
 __all__ = [
     "RESULTS_DIR",
+    "ROW_MIN_SECONDS",
     "TORCH_SKIP_MESSAGE",
     "Timing",
     "compare_training_step",
@@ -63,6 +64,7 @@ __all__ = [
     "paired_ratio",
     "optional_torch",
     "residual_bytes",
+    "row_seconds",
     "section_main",
     "sgd_step",
     "step_table",
@@ -72,6 +74,8 @@ __all__ = [
     "write_json",
 ]
 
+# full-size rows time each block for at least this long (a 5 ms step gets ~150 rounds; see time_variants)
+ROW_MIN_SECONDS = 3.0
 TORCH_SKIP_MESSAGE = "PyTorch is not installed: torch columns skipped (pip install 'jaxbp[bench]' to measure them)"
 
 
@@ -142,6 +146,11 @@ def sgd_step(loss: Callable[..., Any], learning_rate: float = 1e-3) -> Callable[
     return step
 
 
+def row_seconds(tiny: bool) -> float:
+    """The least time each timing block of a row runs: :data:`ROW_MIN_SECONDS`, 0 for tiny test runs."""
+    return 0.0 if tiny else ROW_MIN_SECONDS
+
+
 def compare_training_step(
     loss: Callable[..., Any],
     params: Any,
@@ -149,6 +158,7 @@ def compare_training_step(
     repeats: int = 10,
     torch_step: Callable[[], Any] | None = None,
     tolerance: float = 1e-2,
+    min_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """The suite's standard row for one model: hand-written rules vs autodiff through the reference.
 
@@ -158,7 +168,8 @@ def compare_training_step(
     different computations, so a ``ValueError`` is raised). Timed round-robin: the manual
     SGD step, the autodiff SGD step, the manual forward (loss alone) and the manual
     fwd+bwd (loss and gradients); then ``torch_step`` (a PyTorch eager training step on the
-    same model, if given) in its own block (:func:`time_beside_torch`). ``*_over_*`` entries are ratios of medians;
+    same model, if given) in its own block (:func:`time_beside_torch`); each block runs at least
+    ``repeats`` rounds and ``min_seconds``. ``*_over_*`` entries are ratios of medians;
     ``manual_over_autodiff_paired`` is :func:`paired_ratio` (median of per-round ratios, ~95% CI).
     """
     from jaxbp.gradcheck import relative_error, strip_custom_vjps
@@ -184,7 +195,7 @@ def compare_training_step(
         "forward": lambda: forward(params, *batch),
         "fwd_bwd": lambda: grad_manual(params, *batch),
     }
-    timings = time_beside_torch(variants, torch_step, repeats)
+    timings = time_beside_torch(variants, torch_step, repeats, min_seconds=min_seconds)
     median = {name: t.median_ms for name, t in timings.items()}
     return {
         "step_ms": {name: t.to_dict() for name, t in timings.items()},

@@ -60,20 +60,34 @@ def _block(out: Any) -> Any:
     return out
 
 
-def time_variants(variants: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 1) -> dict[str, Timing]:
+def time_variants(
+    variants: Mapping[str, Callable[[], Any]], repeats: int = 10, warmup: int = 1, min_seconds: float = 0.0
+) -> dict[str, Timing]:
     """Time zero-argument callables round-robin: each round runs every variant once.
 
     ``warmup`` untimed calls per variant come first (compilation, caches). Round ``r``
     starts at variant ``r mod len(variants)``, so no variant always runs first or just
     after a given other one; drift in the machine's speed (frequency, other load) is
     shared by all. Results are JAX-synchronised (``block_until_ready``).
+
+    ``min_seconds > 0``: one untimed probe round after the warm-up, and then as many rounds
+    as fill ``min_seconds`` if that is more than ``repeats`` -- a 5 ms step gets hundreds of
+    rounds, enough for its paired ratio to resolve 1-2% (20 rounds left +-4% on the ResNet).
     """
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"time_variants: repeats must be >= 1 and warmup >= 0 (repeats={repeats}, warmup={warmup})")
+    if repeats < 1 or warmup < 0 or min_seconds < 0:
+        raise ValueError(
+            "time_variants: repeats must be >= 1, warmup and min_seconds >= 0 "
+            f"(repeats={repeats}, warmup={warmup}, min_seconds={min_seconds})"
+        )
     names = list(variants)
     for name in names:
         for _ in range(warmup):
             _block(variants[name]())
+    if min_seconds > 0:
+        start = time.perf_counter()
+        for name in names:
+            _block(variants[name]())
+        repeats = max(repeats, math.ceil(min_seconds / max(time.perf_counter() - start, 1e-9)))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(repeats):
         shift = round_index % len(names)
@@ -88,16 +102,20 @@ def time_variants(variants: Mapping[str, Callable[[], Any]], repeats: int = 10, 
 
 
 def time_beside_torch(
-    variants: Mapping[str, Callable[[], Any]], torch_step: Callable[[], Any] | None, repeats: int = 10
+    variants: Mapping[str, Callable[[], Any]],
+    torch_step: Callable[[], Any] | None,
+    repeats: int = 10,
+    min_seconds: float = 0.0,
 ) -> dict[str, Timing]:
-    """:func:`time_variants` of the JAX ``variants``, then of ``torch_step`` alone (as ``"torch"``).
+    """:func:`time_variants` of the JAX ``variants``, then of ``torch_step`` alone (as ``"torch"``),
+    each block at least ``repeats`` rounds and ``min_seconds`` long.
 
     PyTorch's OpenMP threads keep spinning for a while after a step, and in one rotation they
     slowed whichever JAX variant ran next: the MLP's manual step measured 1.19x its autodiff
     twin in the suite (paired interval [1.02, 1.23]) and 0.99 with torch out of the rotation.
     So the JAX variants share their rounds, and torch gets its own block afterwards.
     """
-    timings = time_variants(variants, repeats)
+    timings = time_variants(variants, repeats, min_seconds=min_seconds)
     if torch_step is not None:
-        timings["torch"] = time_variants({"torch": torch_step}, repeats)["torch"]
+        timings["torch"] = time_variants({"torch": torch_step}, repeats, min_seconds=min_seconds)["torch"]
     return timings

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxbp import data, models, ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, section_main
+from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main
 from jaxbp.reference.conv import padding_pairs
 
 SHAPES = {"batch": 64, "width": 16}
@@ -110,7 +110,9 @@ def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
     loss, params, x, labels = resnet_problem(**shapes)
     torch = optional_torch()
     torch_step = torch_resnet_step(torch, params, x, labels) if torch is not None else None
-    row = compare_training_step(loss, params, x, labels, repeats=repeats, torch_step=torch_step)
+    row = compare_training_step(
+        loss, params, x, labels, repeats=repeats, torch_step=torch_step, min_seconds=row_seconds(tiny)
+    )
     return {
         "section": "conv",
         "shapes": shapes,

@@ -28,6 +28,7 @@ from jaxbp import nn, ops
 from jaxbp.bench._measure import (
     compare_training_step,
     optional_torch,
+    row_seconds,
     section_main,
     sgd_step,
     time_variants,
@@ -129,7 +130,9 @@ def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
     loss, params, x, labels = mlp_problem(widths, batch)
     torch = optional_torch()
     torch_step = torch_mlp_step(torch, params, x, labels) if torch is not None else None
-    row = compare_training_step(loss, params, x, labels, repeats=repeats, torch_step=torch_step)
+    row = compare_training_step(
+        loss, params, x, labels, repeats=repeats, torch_step=torch_step, min_seconds=row_seconds(tiny)
+    )
     name = "mlp-" + "-".join(map(str, widths)) + f"-b{batch}"
 
     # Achieved FLOP/s: the manual step against a large matmul, round-robin in this process.

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxbp import nn, ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, section_main
+from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main
 
 SHAPES = {"batch": 32, "time": 100, "features": 64, "hidden": 256}
 TINY_SHAPES = {"batch": 2, "time": 5, "features": 3, "hidden": 4}
@@ -80,7 +80,9 @@ def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
     for cell in CELLS:
         loss, params, x, targets = recurrent_problem(cell, **shapes)
         torch_step = torch_recurrent_step(torch, cell, params, x, targets) if torch is not None else None
-        row = compare_training_step(loss, params, x, targets, repeats=repeats, torch_step=torch_step)
+        row = compare_training_step(
+            loss, params, x, targets, repeats=repeats, torch_step=torch_step, min_seconds=row_seconds(tiny)
+        )
         name = f"{cell}-b{shapes['batch']}-t{shapes['time']}-f{shapes['features']}-h{shapes['hidden']}"
         rows.append({"model": name, **row})
     return {"section": "recurrent", "shapes": shapes, "rows": rows}

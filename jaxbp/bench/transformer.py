@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxbp import ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, section_main
+from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main
 from jaxbp.models.transformer import transformer_lm
 
 SHAPES = {"batch": 8, "time": 256, "vocab": 65, "dim": 64, "depth": 2, "heads": 4, "block_size": 64}
@@ -115,7 +115,9 @@ def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
     loss, params, ids, next_ids = transformer_problem(**shapes)
     torch = optional_torch()
     torch_step = torch_transformer_step(torch, params, ids, next_ids, shapes["heads"]) if torch is not None else None
-    row = compare_training_step(loss, params, ids, next_ids, repeats=repeats, torch_step=torch_step)
+    row = compare_training_step(
+        loss, params, ids, next_ids, repeats=repeats, torch_step=torch_step, min_seconds=row_seconds(tiny)
+    )
     name = f"transformer-b{shapes['batch']}-t{shapes['time']}-d{shapes['dim']}x{shapes['depth']}"
     return {"section": "transformer", "shapes": shapes, "rows": [{"model": name, **row}]}
 

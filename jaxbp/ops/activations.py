@@ -12,13 +12,14 @@ see :func:`jaxbp.gradcheck.hvp` for second-order products.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax.numpy as jnp
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, as_float_array, define_elementwise_op, static_float
+from jaxbp.core import Array, as_float_array, define_elementwise_op, define_op, static_float
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -36,9 +37,16 @@ def _sign_code(x: Array) -> Array:
     return jnp.where(jnp.isnan(x), _NAN, x > 0).astype(jnp.uint8)
 
 
-def _piecewise_linear_derivative(code: Array, negative_slope: float) -> Array:
-    """1 where x > 0, ``negative_slope`` where x <= 0, NaN where x was NaN."""
-    return jnp.where(code == _POSITIVE, 1.0, jnp.where(code == _NOT_POSITIVE, negative_slope, jnp.nan))
+def _piecewise_linear_bwd(negative_slope: float, code: Array, dy: Array) -> tuple[Array]:
+    """y = x if x > 0 else a x (relu: a = 0), so dx = dy where x > 0, a dy where x <= 0, NaN where x was NaN.
+
+    A select on ``dy`` rather than ``dy`` times a decoded 0/1/NaN derivative: one op fewer per
+    element, which is what it took for the digits ResNet's manual step to match autodiff's
+    (paired ratio over 400 rounds, twice: 1.020 and 1.011 with the product, 1.000 and 0.989
+    with the select). A zero slope gives exact zeros, even where ``dy`` is inf.
+    """
+    negative = jnp.zeros_like(dy) if negative_slope == 0.0 else negative_slope * dy
+    return (jnp.where(code == _POSITIVE, dy, jnp.where(code == _NOT_POSITIVE, negative, jnp.nan).astype(dy.dtype)),)
 
 
 def _sech_squared(x: Array) -> Array:
@@ -65,21 +73,16 @@ _tanh = define_elementwise_op(
     derivative=_sech_squared,
 )
 
-# y = max(x, 0)         residual: uint8 code of x (1 byte per element, see _sign_code)
-# dx = dy * 1[x > 0]    (NaN where x is NaN)
-_relu = define_elementwise_op(
-    reference.relu,
-    residual=lambda x, y: _sign_code(x),
-    derivative=lambda code: _piecewise_linear_derivative(code, 0.0),
+# y = max(x, 0) and y = x if x > 0 else a*x; both keep a uint8 code of x (1 byte per element,
+# see _sign_code) and share the backward (relu's slope is 0)
+_relu = define_op(
+    reference.relu, lambda x: (reference.relu(x), _sign_code(x)), functools.partial(_piecewise_linear_bwd, 0.0)
 )
-
-# y = x if x > 0 else a*x     residual: uint8 code of x
-# dx = dy * (1 if x > 0 else a)
-_leaky_relu = define_elementwise_op(
+_leaky_relu = define_op(
     reference.leaky_relu,
-    residual=lambda x, y, negative_slope: _sign_code(x),
-    derivative=_piecewise_linear_derivative,
-    num_static=1,
+    lambda x, negative_slope: (reference.leaky_relu(x, negative_slope), _sign_code(x)),
+    _piecewise_linear_bwd,
+    nondiff_argnums=(1,),
 )
 
 # y = x if x > 0 else alpha*(e^x - 1)     residual: x (the same bytes as y)
@@ -130,7 +133,7 @@ def tanh(x: Array) -> Array:
 
 
 def relu(x: Array) -> Array:
-    """max(x, 0); backward ``dx = dy * 1[x > 0]`` (relu'(0) = 0) from a boolean mask."""
+    """max(x, 0); backward ``dx = dy * 1[x > 0]`` (relu'(0) = 0) from a one-byte code of x."""
     return _relu(as_float_array("relu", "x", x))
 
 
