@@ -74,6 +74,33 @@ def test_random_shapes(x64, q_len, k_len, kv_heads, groups, head_dim, block_size
     _check(q, k, v, causal=causal, block_size=block_size, scale=0.7)
 
 
+@settings(max_examples=25)
+@given(q_len=st.integers(1, 40), k_len=st.integers(1, 40), block_size=st.integers(1, 16), causal=st.booleans())
+def test_the_scans_visit_exactly_the_tiles_with_an_allowed_pair(q_len, k_len, block_size, causal):
+    from jaxbp.ops.attention import _tiles
+    from jaxbp.reference.attention import causal_allowed
+
+    tiles = _tiles(jnp.zeros((1, q_len, 1, 1)), jnp.zeros((1, k_len, 1, 1)), causal, block_size)
+    allowed = np.ones((q_len, k_len), bool)
+    if causal:
+        allowed = np.asarray(causal_allowed(jnp.arange(q_len), jnp.arange(k_len), q_len, k_len))
+    expected = {
+        (i, j)
+        for i in range(-(-q_len // tiles.q_block))
+        for j in range(-(-k_len // tiles.k_block))
+        if allowed[i * tiles.q_block : (i + 1) * tiles.q_block, j * tiles.k_block : (j + 1) * tiles.k_block].any()
+    }
+    assert set(tiles.pairs) == expected
+    assert tiles.q_block == (min(block_size, q_len) if causal else q_len)
+
+
+def test_causal_self_attention_visits_the_lower_triangle_of_tiles():
+    from jaxbp.ops.attention import _tiles
+
+    tiles = _tiles(jnp.zeros((1, 256, 1, 1)), jnp.zeros((1, 256, 1, 1)), True, 64)
+    assert tiles.pairs == tuple((i, j) for i in range(4) for j in range(i + 1))  # 10 of 16
+
+
 def test_single_position_passes_gradient_only_to_v(x64):
     # T = 1: softmax over one key is 1, so y = v, dq = dk = 0 and dv = dy (a block size above T too)
     q, k, v = _qkv(8, 2, 1, 1, 3, 3, 2)

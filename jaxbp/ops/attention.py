@@ -4,13 +4,16 @@ Forward (per batch and head; the math of :mod:`jaxbp.reference.attention`)::
 
     S = scale * Q Kᵀ  (masked entries -inf),   L = logsumexp_j S,   P = exp(S - L),   Y = P V
 
-Neither pass ever holds the ``Tq × Tk`` matrix. Keys and values are processed in
-blocks of ``block_size`` with ``lax.scan`` (Milakov & Gimelshein 2018; Dao et al.
-2022, FlashAttention): the forward keeps a running row maximum ``m``, row sum ``l``
-and unnormalised output ``acc`` and rescales them by ``exp(m_old - m_new)`` at each
-block; the backward recomputes each block's ``P`` from the saved logsumexp. Peak
-memory is O(B·H·Tq·block_size) and the residuals are ``q, k, v, Y, L`` (plus the
-caller's mask) -- the reference's autodiff would save ``P`` itself.
+Neither pass ever holds the ``Tq × Tk`` matrix. Both scan (``lax.scan``) over tiles of
+``block_size`` keys by a block of queries (Milakov & Gimelshein 2018; Dao et al. 2022,
+FlashAttention): the forward keeps a running row maximum ``m``, row sum ``l`` and
+unnormalised output ``acc`` and rescales them by ``exp(m_old - m_new)`` at each tile; the
+backward recomputes each tile's ``P`` from the saved logsumexp. Without ``causal`` a
+tile's query block is every query (one step per key block); with ``causal`` queries
+come in blocks of ``block_size`` too and the tiles wholly above the diagonal are never
+visited, which skips close to half the work. Peak memory is O(B·H·Tq·block_size) and the
+residuals are ``q, k, v, Y, L`` (plus the caller's mask) -- the reference's autodiff would
+save ``P`` itself.
 
 Fully masked rows (no allowed key) output zeros and get zero gradient; their
 logsumexp is -inf. Grouped-query attention: ``k, v`` may have ``Hk`` heads with
@@ -22,10 +25,11 @@ Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on this op.
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op, require_rank, static_float
@@ -43,82 +47,125 @@ class AttentionResiduals(NamedTuple):
     mask: Array | None  # the caller's boolean mask (4-d, broadcastable to (B, H, Tq, Tk)) or None
 
 
-class _Blocks(NamedTuple):
-    """Static layout: query heads are split as (Hk, G) so one key head serves G query heads."""
+class _Tiles(NamedTuple):
+    """Static layout: query heads split as (Hk, G) so one key head serves G query heads; queries
+    in blocks of ``q_block`` rows, keys in blocks of ``k_block``; ``pairs`` = the (query block,
+    key block) tiles the scans visit. Without ``causal`` the queries are one block (each step
+    multiplies every query by one key block); with it they are blocked too and the tiles wholly
+    above the diagonal, where no query may attend any key, are skipped (10 of 16 tiles for 4 blocks)."""
 
     q_len: int
     k_len: int
     kv_heads: int
     groups: int
-    block: int
-    num_blocks: int
+    q_block: int
+    k_block: int
+    pairs: tuple[tuple[int, int], ...]
+
+    @property
+    def q_padded(self) -> int:
+        return -(-self.q_len // self.q_block) * self.q_block
+
+    @property
+    def k_padded(self) -> int:
+        return -(-self.k_len // self.k_block) * self.k_block
 
 
-def _layout(q: Array, k: Array, block_size: int) -> _Blocks:
-    k_len, kv_heads = k.shape[1:3]
-    block = min(block_size, k_len)
-    return _Blocks(q.shape[1], k_len, kv_heads, q.shape[2] // kv_heads, block, -(-k_len // block))
+def _tiles(q: Array, k: Array, causal: bool, block_size: int) -> _Tiles:
+    q_len, k_len, kv_heads = q.shape[1], k.shape[1], k.shape[2]
+    k_block = min(block_size, k_len)
+    q_block = min(block_size, q_len) if causal else q_len
+    offset = k_len - q_len  # causal: query r attends key c iff c <= r + offset
+
+    def visited(i: int, j: int) -> bool:  # the tile's first key against its last query
+        return not causal or j * k_block <= min((i + 1) * q_block, q_len) - 1 + offset
+
+    pairs = tuple((i, j) for i in range(-(-q_len // q_block)) for j in range(-(-k_len // k_block)) if visited(i, j))
+    return _Tiles(q_len, k_len, kv_heads, q.shape[2] // kv_heads, q_block, k_block, pairs)
 
 
-def _grouped(x: Array, blocks: _Blocks) -> Array:
-    """(B, T, H, D) -> (B, Hk, G, T, D): head-major, so every einsum below is a batched matmul
-    over (B, Hk) with no transposes inside the scan."""
-    x = x.reshape(*x.shape[:2], blocks.kv_heads, blocks.groups, x.shape[-1])
-    return jnp.moveaxis(x, 1, 3)
+def _padded(x: Array, axis: int, size: int) -> Array:
+    """``x`` zero (False) padded at the end of ``axis`` to ``size``."""
+    padding = [(0, 0)] * x.ndim
+    padding[axis] = (0, size - x.shape[axis])
+    return jnp.pad(x, padding)
 
 
-def _ungrouped(x: Array) -> Array:
-    """(B, Hk, G, T, D) -> (B, T, H, D), the inverse of :func:`_grouped`."""
-    x = jnp.moveaxis(x, 3, 1)
+def _grouped(x: Array, tiles: _Tiles) -> Array:
+    """(B, Tq, H, D) -> (B, Hk, G, Tq_padded, D): head-major, so every einsum below is a batched
+    matmul over (B, Hk) with no transposes inside the scans; query rows padded to whole blocks."""
+    x = x.reshape(*x.shape[:2], tiles.kv_heads, tiles.groups, x.shape[-1])
+    return _padded(jnp.moveaxis(x, 1, 3), 3, tiles.q_padded)
+
+
+def _ungrouped(x: Array, tiles: _Tiles) -> Array:
+    """(B, Hk, G, Tq_padded, D) -> (B, Tq, H, D), the inverse of :func:`_grouped`."""
+    x = jnp.moveaxis(x[:, :, :, : tiles.q_len], 3, 1)
     return x.reshape(*x.shape[:2], -1, x.shape[-1])
 
 
-def _key_blocks(x: Array, blocks: _Blocks, axis: int) -> Array:
-    """Split key axis ``axis`` of ``x`` into blocks (zero/False padded), block index first."""
-    padding = [(0, 0)] * x.ndim
-    padding[axis] = (0, blocks.num_blocks * blocks.block - x.shape[axis])
-    x = jnp.pad(x, padding)
-    x = x.reshape(*x.shape[:axis], blocks.num_blocks, blocks.block, *x.shape[axis + 1 :])
-    return jnp.moveaxis(x, axis, 0)
+def _key_major(x: Array, tiles: _Tiles) -> Array:
+    """(B, Tk, Hk, D) -> (B, Hk, Tk_padded, D)."""
+    return _padded(jnp.swapaxes(x, 1, 2), 2, tiles.k_padded)
 
 
-class _KeyBlock(NamedTuple):
-    k: Array  # (B, Hk, block, D)
-    v: Array  # (B, Hk, block, Dv)
-    mask: Array | None  # broadcasts to (B, Hk, G, Tq, block), or None
-    start: Array  # () index of the block's first key
+def _grouped_mask(mask: Array | None, tiles: _Tiles) -> Array | None:
+    """The caller's (mB, mH, mQ, mK) mask as (mB, Hk | 1, G | 1, mQ, mK), query and key axes
+    padded to whole blocks where they are not broadcast (size 1)."""
+    if mask is None:
+        return None
+    heads = (tiles.kv_heads, tiles.groups) if mask.shape[1] > 1 else (1, 1)
+    mask = mask.reshape(mask.shape[0], *heads, *mask.shape[2:])
+    if mask.shape[3] > 1:
+        mask = _padded(mask, 3, tiles.q_padded)
+    return _padded(mask, 4, tiles.k_padded) if mask.shape[4] > 1 else mask
 
 
-def _scan_inputs(k: Array, v: Array, mask: Array | None, blocks: _Blocks) -> tuple[_KeyBlock, Array | None]:
-    """The per-block scan inputs, and the mask when it is shared by every block (key axis of size 1)."""
-    grouped_mask = None
-    if mask is not None:  # (mB, mH, mQ, mK) -> (mB, Hk | 1, G | 1, mQ, mK)
-        heads = (blocks.kv_heads, blocks.groups) if mask.shape[1] > 1 else (1, 1)
-        grouped_mask = mask.reshape(mask.shape[0], *heads, *mask.shape[2:])
-    per_block_mask = grouped_mask is not None and grouped_mask.shape[-1] > 1
-    xs = _KeyBlock(
-        _key_blocks(jnp.swapaxes(k, 1, 2), blocks, 2),
-        _key_blocks(jnp.swapaxes(v, 1, 2), blocks, 2),
-        _key_blocks(cast(Array, grouped_mask), blocks, 4) if per_block_mask else None,  # per_block_mask implies a mask
-        jnp.arange(blocks.num_blocks) * blocks.block,
-    )
-    return xs, None if per_block_mask else grouped_mask
+class _Tile(NamedTuple):
+    """Where one step's tile sits, as traced offsets, and how to cut and update its pieces."""
+
+    q_start: Array
+    k_start: Array
+    tiles: _Tiles
+
+    def rows(self, x: Array) -> Array:  # the tile's query rows of a (B, Hk, G, Tq_padded, ...) array
+        return lax.dynamic_slice_in_dim(x, self.q_start, self.tiles.q_block, axis=3)
+
+    def keys(self, x: Array) -> Array:  # the tile's keys of a (B, Hk, Tk_padded, D) array
+        return lax.dynamic_slice_in_dim(x, self.k_start, self.tiles.k_block, axis=2)
+
+    def put_rows(self, x: Array, part: Array) -> Array:
+        return lax.dynamic_update_slice_in_dim(x, part, self.q_start, axis=3)
+
+    def add_keys(self, x: Array, part: Array) -> Array:
+        return lax.dynamic_update_slice_in_dim(x, self.keys(x) + part, self.k_start, axis=2)
+
+    def scores(self, q: Array, k: Array, mask: Array | None, causal: bool, scale: float) -> Array:
+        """S = scale * Q_i K_jᵀ for this tile, (B, Hk, G, q_block, k_block), -inf where not allowed."""
+        tiles = self.tiles
+        wide = accumulation_dtype(q.dtype)
+        scores = scale * jnp.einsum("bhgqd,bhkd->bhgqk", self.rows(q), self.keys(k), preferred_element_type=wide)
+        key_positions = self.k_start + jnp.arange(tiles.k_block)
+        allowed = []
+        if tiles.k_padded != tiles.k_len:
+            allowed.append(key_positions < tiles.k_len)
+        if causal:
+            query_positions = self.q_start + jnp.arange(tiles.q_block)
+            allowed.append(causal_allowed(query_positions, key_positions, tiles.q_len, tiles.k_len))
+        if mask is not None:
+            mask = mask if mask.shape[3] == 1 else self.rows(mask)
+            allowed.append(
+                mask if mask.shape[4] == 1 else lax.dynamic_slice_in_dim(mask, self.k_start, tiles.k_block, 4)
+            )
+        if not allowed:
+            return scores
+        return jnp.where(functools.reduce(jnp.logical_and, allowed), scores, -jnp.inf)
 
 
-def _masked_scores(q5: Array, key_block: _KeyBlock, shared_mask: Array | None, blocks: _Blocks, causal, scale):
-    """S = scale * Q K_jᵀ for one key block, (B, Hk, G, Tq, block), -inf where not allowed."""
-    wide = accumulation_dtype(q5.dtype)
-    scores = scale * jnp.einsum("bhgqd,bhkd->bhgqk", q5, key_block.k, preferred_element_type=wide)
-    key_positions = key_block.start + jnp.arange(blocks.block)
-    allowed = []
-    if blocks.num_blocks * blocks.block != blocks.k_len:
-        allowed.append(key_positions < blocks.k_len)
-    if causal:
-        allowed.append(causal_allowed(jnp.arange(blocks.q_len), key_positions, blocks.q_len, blocks.k_len))
-    allowed += [m for m in (key_block.mask, shared_mask) if m is not None]
-    if not allowed:
-        return scores
-    return jnp.where(functools.reduce(jnp.logical_and, allowed), scores, -jnp.inf)
+def _tile_starts(tiles: _Tiles) -> tuple[Array, Array]:
+    """The scans' inputs: each visited tile's first query row and first key."""
+    pairs = np.array(tiles.pairs, dtype=np.int32).reshape(-1, 2)
+    return jnp.asarray(pairs[:, 0] * tiles.q_block), jnp.asarray(pairs[:, 1] * tiles.k_block)
 
 
 def _varying_like(carry: Any, *inputs: Any) -> Any:
@@ -141,39 +188,37 @@ def _varying_like(carry: Any, *inputs: Any) -> Any:
 
 
 def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array, Array]:
-    """Online-softmax forward over key blocks: ``(Y, L)`` without forming S.
+    """Online-softmax forward over the tiles: ``(Y, L)`` without forming S.
 
-    Carry per row: m (running max), l (running sum of exp(S - m)), acc (running sum of
-    exp(S - m) V). A new block with scores S_j: m' = max(m, max_j S_j),
-    c = exp(m - m'), l' = c l + sum exp(S_j - m'), acc' = c acc + exp(S_j - m') V_j.
+    Carry per query row: m (running max), l (running sum of exp(S - m)), acc (running sum
+    of exp(S - m) V). A tile with scores S_ij updates its rows: m' = max(m, max_j S_ij),
+    c = exp(m - m'), l' = c l + sum exp(S_ij - m'), acc' = c acc + exp(S_ij - m') V_j.
     At the end Y = acc / l and L = m + log l (Y = 0, L = -inf when l = 0).
     """
-    blocks = _layout(q, k, block_size)
+    tiles = _tiles(q, k, causal, block_size)
     wide = accumulation_dtype(q.dtype)
-    q5 = _grouped(q, blocks)
-    xs, shared_mask = _scan_inputs(k, v, mask, blocks)
-    batch = q.shape[0]
-    rows = (batch, blocks.kv_heads, blocks.groups, blocks.q_len)
+    q5, k4, v4, mask5 = _grouped(q, tiles), _key_major(k, tiles), _key_major(v, tiles), _grouped_mask(mask, tiles)
+    rows = q5.shape[:4]
 
-    def step(carry, key_block):
-        row_max, row_sum, acc = carry
-        scores = _masked_scores(q5, key_block, shared_mask, blocks, causal, scale)
+    def step(carry, starts):
+        tile = _Tile(*starts, tiles)
+        row_max, row_sum, acc = (tile.rows(x) for x in carry)
+        scores = tile.scores(q5, k4, mask5, causal, scale)
         new_max = jnp.maximum(row_max, jnp.max(scores, axis=-1))
         safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max)  # rows with nothing allowed yet
         exponentials = jnp.exp(scores - safe_max[..., None])
         correction = jnp.exp(row_max - safe_max)
         row_sum = correction * row_sum + jnp.sum(exponentials, axis=-1)
         acc = correction[..., None] * acc + jnp.einsum(
-            "bhgqk,bhkd->bhgqd", exponentials, key_block.v, preferred_element_type=wide
+            "bhgqk,bhkd->bhgqd", exponentials, tile.keys(v4), preferred_element_type=wide
         )
-        return (new_max, row_sum, acc), None
+        return tuple(tile.put_rows(full, part) for full, part in zip(carry, (new_max, row_sum, acc))), None
 
     init = (jnp.full(rows, -jnp.inf, wide), jnp.zeros(rows, wide), jnp.zeros((*rows, v.shape[-1]), wide))
-    (row_max, row_sum, acc), _ = lax.scan(step, _varying_like(init, q, k, v, mask), xs)
-    y = acc / jnp.where(row_sum > 0, row_sum, 1.0)[..., None]  # (B, Hk, G, Tq, Dv)
-    y = _ungrouped(y).astype(q.dtype)
+    (row_max, row_sum, acc), _ = lax.scan(step, _varying_like(init, q, k, v, mask), _tile_starts(tiles))
+    y = _ungrouped(acc / jnp.where(row_sum > 0, row_sum, 1.0)[..., None], tiles).astype(q.dtype)
     logsumexp = jnp.where(row_sum > 0, row_max + jnp.log(jnp.where(row_sum > 0, row_sum, 1.0)), -jnp.inf)
-    return y, logsumexp.reshape(batch, q.shape[2], blocks.q_len)
+    return y, logsumexp[..., : tiles.q_len].reshape(q.shape[0], q.shape[2], tiles.q_len)
 
 
 def _attention_primal(q, k, v, mask, causal, scale, block_size):
@@ -187,42 +232,49 @@ def _attention_fwd(q, k, v, mask, causal, scale, block_size):
 
 def _attention_bwd(causal, scale, block_size, residuals, dy):
     """Forward: S = scale * Q Kᵀ (masked -inf), L = logsumexp_j S, P = exp(S - L), Y = P V.
-    Backward, one key block j at a time (P_j recomputed from L, never stored):
-        D   = rowsum(dY ∘ Y)                 (= rowsum(P ∘ dP), computed once)
-        P_j = exp(S_j - L),    dV_j = P_jᵀ dY,    dP_j = dY V_jᵀ
-        dS_j = P_j ∘ (dP_j - D)              (softmax backward)
-        dQ += scale * dS_j K_j,    dK_j = scale * dS_jᵀ Q
+    Backward, one tile (query block i, key block j) at a time (P_ij recomputed from L, never stored):
+        D    = rowsum(dY ∘ Y)                 (= rowsum(P ∘ dP), computed once)
+        P_ij = exp(S_ij - L_i),   dV_j += P_ijᵀ dY_i,   dP_ij = dY_i V_jᵀ
+        dS_ij = P_ij ∘ (dP_ij - D_i)          (softmax backward)
+        dQ_i += scale * dS_ij K_j,   dK_j += scale * dS_ijᵀ Q_i
     With grouped-query attention dK_j, dV_j sum over the G query heads sharing a key head.
-    Masked entries have P = 0, hence dS = 0; fully masked rows (L = -inf) give zeros.
-    The mask gets no cotangent.
+    Masked entries have P = 0, hence dS = 0; skipped causal tiles are all masked; fully masked
+    rows (L = -inf) give zeros. The mask gets no cotangent.
     """
     q, k, v, y, logsumexp, mask = residuals
-    blocks = _layout(q, k, block_size)
+    tiles = _tiles(q, k, causal, block_size)
     wide = accumulation_dtype(q.dtype)
-    q5, dy5 = _grouped(q, blocks), _grouped(dy, blocks)
-    rows = (q.shape[0], blocks.kv_heads, blocks.groups, blocks.q_len)
-    row_dot = jnp.einsum("bhgqd,bhgqd->bhgq", dy5, _grouped(y, blocks), preferred_element_type=wide)  # D
-    safe_logsumexp = jnp.where(logsumexp == -jnp.inf, jnp.inf, logsumexp).reshape(rows)  # exp(-inf - inf) = 0
-    xs, shared_mask = _scan_inputs(k, v, mask, blocks)
+    q5, dy5, k4, v4, mask5 = (
+        _grouped(q, tiles),
+        _grouped(dy, tiles),
+        _key_major(k, tiles),
+        _key_major(v, tiles),
+        _grouped_mask(mask, tiles),
+    )
+    row_dot = jnp.einsum("bhgqd,bhgqd->bhgq", dy5, _grouped(y, tiles), preferred_element_type=wide)  # D
+    safe_logsumexp = jnp.where(logsumexp == -jnp.inf, jnp.inf, logsumexp)  # exp(-inf - inf) = 0
+    safe_logsumexp = _padded(safe_logsumexp.reshape(q5.shape[:3] + (tiles.q_len,)), 3, tiles.q_padded)
 
-    def step(dq, key_block):
-        scores = _masked_scores(q5, key_block, shared_mask, blocks, causal, scale)
-        probabilities = jnp.exp(scores - safe_logsumexp[..., None])
-        dv = jnp.einsum("bhgqk,bhgqd->bhkd", probabilities, dy5, preferred_element_type=wide)
-        dprobabilities = jnp.einsum("bhgqd,bhkd->bhgqk", dy5, key_block.v, preferred_element_type=wide)
-        dscores = scale * probabilities * (dprobabilities - row_dot[..., None])
-        dq = dq + jnp.einsum("bhgqk,bhkd->bhgqd", dscores, key_block.k, preferred_element_type=wide)
-        dk = jnp.einsum("bhgqk,bhgqd->bhkd", dscores, q5, preferred_element_type=wide)
-        return dq, (dk.astype(k.dtype), dv.astype(v.dtype))
+    def step(carry, starts):
+        dq, dk, dv = carry
+        tile = _Tile(*starts, tiles)
+        q_i, dy_i = tile.rows(q5), tile.rows(dy5)
+        scores = tile.scores(q5, k4, mask5, causal, scale)
+        probabilities = jnp.exp(scores - tile.rows(safe_logsumexp)[..., None])
+        dv_j = jnp.einsum("bhgqk,bhgqd->bhkd", probabilities, dy_i, preferred_element_type=wide)
+        dprobabilities = jnp.einsum("bhgqd,bhkd->bhgqk", dy_i, tile.keys(v4), preferred_element_type=wide)
+        dscores = scale * probabilities * (dprobabilities - tile.rows(row_dot)[..., None])
+        dq_i = jnp.einsum("bhgqk,bhkd->bhgqd", dscores, tile.keys(k4), preferred_element_type=wide)
+        dk_j = jnp.einsum("bhgqk,bhgqd->bhkd", dscores, q_i, preferred_element_type=wide)
+        return (tile.put_rows(dq, tile.rows(dq) + dq_i), tile.add_keys(dk, dk_j), tile.add_keys(dv, dv_j)), None
 
-    dq, (dk, dv) = lax.scan(step, _varying_like(jnp.zeros(q5.shape, wide), residuals, dy), xs)
+    init = (jnp.zeros(q5.shape, wide), jnp.zeros(k4.shape, wide), jnp.zeros(v4.shape, wide))
+    (dq, dk, dv), _ = lax.scan(step, _varying_like(init, residuals, dy), _tile_starts(tiles))
 
-    def unblock(blocked: Array) -> Array:  # (num_blocks, B, Hk, block, D) -> (B, Tk, Hk, D)
-        blocked = jnp.moveaxis(blocked, 0, 2)  # (B, Hk, num_blocks, block, D)
-        blocked = blocked.reshape(*blocked.shape[:2], -1, blocked.shape[-1])[:, :, : blocks.k_len]
-        return jnp.swapaxes(blocked, 1, 2)
+    def unblock(x: Array, like: Array) -> Array:  # (B, Hk, Tk_padded, D) -> (B, Tk, Hk, D)
+        return jnp.swapaxes(x[:, :, : tiles.k_len], 1, 2).astype(like.dtype)
 
-    return _ungrouped(dq).astype(q.dtype), unblock(dk), unblock(dv), None
+    return _ungrouped(dq, tiles).astype(q.dtype), unblock(dk, k), unblock(dv, v), None
 
 
 _attention = define_op(_attention_primal, _attention_fwd, _attention_bwd, nondiff_argnums=(4, 5, 6))
