@@ -84,12 +84,20 @@ def torch_transformer_step(
 
     embedding, positions, *blocks, final_norm, head = params
     token_w, position_w = tensor(embedding["w"]), tensor(positions["w"])
+
+    def residual(*fns: Callable[[Any], Any]) -> Callable[[Any], Any]:  # h + fn_n(...fn_1(h))
+        def apply(h: Any) -> Any:
+            out = h
+            for fn in fns:
+                out = fn(out)
+            return h + out
+
+        return apply
+
     layers: list[Callable[[Any], Any]] = []
     for ((norm_a, attn),), ((norm_m, up, _, down),) in blocks:
-        attend, first_norm = attention(attn), layer_norm(norm_a)
-        up_fn, down_fn, second_norm = linear(up), linear(down), layer_norm(norm_m)
-        layers.append(lambda h, f=attend, n=first_norm: h + f(n(h)))
-        layers.append(lambda h, u=up_fn, d=down_fn, n=second_norm: h + d(functional.gelu(u(n(h)))))
+        layers.append(residual(layer_norm(norm_a), attention(attn)))
+        layers.append(residual(layer_norm(norm_m), linear(up), functional.gelu, linear(down)))
     normalize, logits = layer_norm(final_norm), linear(head)
     ids_t = torch.tensor(np.asarray(ids), dtype=torch.long)
     next_t = torch.tensor(np.asarray(next_ids), dtype=torch.long).reshape(-1)
