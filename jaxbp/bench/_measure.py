@@ -69,6 +69,7 @@ __all__ = [
     "sgd_step",
     "step_table",
     "thread_count",
+    "torch_sgd_step",
     "time_beside_torch",
     "time_variants",
     "write_json",
@@ -247,6 +248,23 @@ def optional_torch(announce: bool = True) -> Any | None:
         return None
     torch.set_num_threads(thread_count())
     return torch
+
+
+def torch_sgd_step(
+    torch: Any, leaves: Sequence[Any], loss_of: Callable[[], Any], learning_rate: float
+) -> Callable[[], Any]:
+    """A PyTorch eager SGD step: ``loss_of()`` builds the loss from the ``leaves`` (tensors with
+    ``requires_grad``), whose gradients then update them in place. Returns the loss before the update."""
+
+    def step() -> Any:
+        loss = loss_of()
+        grads = torch.autograd.grad(loss, leaves)
+        with torch.no_grad():
+            for leaf, grad in zip(leaves, grads):
+                leaf.sub_(learning_rate * grad)
+        return loss
+
+    return step
 
 
 # ------------------------------------------------------------------- sections

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxbp import data, models, ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main
+from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main, torch_sgd_step
 from jaxbp.reference.conv import padding_pairs
 
 SHAPES = {"batch": 64, "width": 16}
@@ -90,18 +90,13 @@ def torch_resnet_step(torch: Any, params: Any, x: Any, labels: Any, learning_rat
     x_t = torch.tensor(np.asarray(x).transpose(0, 3, 1, 2))
     labels_t = torch.tensor(np.asarray(labels), dtype=torch.long)
 
-    def step() -> Any:
+    def loss() -> Any:
         h = x_t
         for apply in program:
             h = apply(h)
-        loss = functional.cross_entropy(h, labels_t)
-        grads = torch.autograd.grad(loss, leaves)
-        with torch.no_grad():
-            for leaf, grad in zip(leaves, grads):
-                leaf.sub_(learning_rate * grad)
-        return loss
+        return functional.cross_entropy(h, labels_t)
 
-    return step
+    return torch_sgd_step(torch, leaves, loss, learning_rate)
 
 
 def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from jaxbp.bench._measure import (
     section_main,
     sgd_step,
     time_variants,
+    torch_sgd_step,
 )
 
 WIDTHS = (784, 1024, 1024, 1024, 10)
@@ -108,20 +109,15 @@ def torch_mlp_step(
         torch.tensor(np.asarray(labels), dtype=torch.long),
     )
 
-    def step() -> Any:
+    def loss() -> Any:
         h = x_t
         for index, (w, b) in enumerate(tensors):
             h = torch.addmm(b, h, w)
             if index < len(tensors) - 1:
                 h = act(h)
-        loss = torch.nn.functional.cross_entropy(h, labels_t)
-        grads = torch.autograd.grad(loss, leaves)
-        with torch.no_grad():
-            for leaf, grad in zip(leaves, grads):
-                leaf.sub_(learning_rate * grad)
-        return loss
+        return torch.nn.functional.cross_entropy(h, labels_t)
 
-    return step
+    return torch_sgd_step(torch, leaves, loss, learning_rate)
 
 
 def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from jaxbp import ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main
+from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main, torch_sgd_step
 from jaxbp.models.transformer import transformer_lm
 
 SHAPES = {"batch": 8, "time": 256, "vocab": 65, "dim": 64, "depth": 2, "heads": 4, "block_size": 64}
@@ -102,19 +102,14 @@ def torch_transformer_step(
     ids_t = torch.tensor(np.asarray(ids), dtype=torch.long)
     next_t = torch.tensor(np.asarray(next_ids), dtype=torch.long).reshape(-1)
 
-    def step() -> Any:
+    def loss() -> Any:
         h = functional.embedding(ids_t, token_w) + position_w[: ids_t.shape[1]]
         for layer in layers:
             h = layer(h)
         out = logits(normalize(h))
-        loss = functional.cross_entropy(out.reshape(-1, out.shape[-1]), next_t)
-        grads = torch.autograd.grad(loss, leaves)
-        with torch.no_grad():
-            for leaf, grad in zip(leaves, grads):
-                leaf.sub_(learning_rate * grad)
-        return loss
+        return functional.cross_entropy(out.reshape(-1, out.shape[-1]), next_t)
 
-    return step
+    return torch_sgd_step(torch, leaves, loss, learning_rate)
 
 
 def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
