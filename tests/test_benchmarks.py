@@ -46,13 +46,27 @@ def test_paired_ratio_pairs_rounds_and_brackets_the_median():
         measure.paired_ratio(ones, measure.Timing(0, 0, 3, (1.0, 1.0, 1.0)))
 
 
-def test_torch_is_timed_after_the_jax_variants_never_between_them():
+def test_torch_is_timed_in_blocks_of_its_own_never_inside_a_jax_round():
     calls: list[str] = []
     variants = {name: (lambda name=name: calls.append(name)) for name in "ab"}
-    timings = measure.time_beside_torch(variants, lambda: calls.append("torch"), repeats=3)
+    timings = measure.time_beside_torch(variants, lambda: calls.append("torch"), repeats=3, blocks=1)
     assert set(timings) == {"a", "b", "torch"} and timings["torch"].repeats == 3
     assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"] + ["torch"] * 4  # warm-ups, rounds, then torch alone
+    calls.clear()
+    timings = measure.time_beside_torch(variants, lambda: calls.append("torch"), repeats=4, blocks=2)
+    # two pairs of blocks, each warmed up: [a b | a b, b a] [torch | torch, torch], twice
+    jax_block, torch_block = ["a", "b", "a", "b", "b", "a"], ["torch"] * 3
+    assert calls == (jax_block + torch_block) * 2
+    assert [timings[name].repeats for name in ("a", "b", "torch")] == [4, 4, 4]
     assert set(measure.time_beside_torch(variants, None, repeats=1)) == {"a", "b"}
+
+
+def test_blockwise_ratio_pairs_the_medians_of_each_block():
+    manual = measure.Timing(0, 0, 6, (1.0, 1.0, 3.0, 3.0, 2.0, 2.0))
+    torch = measure.Timing(0, 0, 6, (2.0, 2.0, 2.0, 2.0, 1.0, 1.0))
+    assert measure.blockwise_ratio(manual, torch, blocks=3) == {"median": 1.5, "low": 0.5, "high": 2.0}
+    with pytest.raises(ValueError, match="blockwise_ratio"):
+        measure.blockwise_ratio(manual, measure.Timing(0, 0, 4, (1.0,) * 4), blocks=3)
 
 
 def test_time_variants_rejects_zero_repeats():
@@ -83,10 +97,13 @@ def test_compare_training_step_row_and_ratios():
     torch_calls = []
     row = measure.compare_training_step(loss, params, x, labels, repeats=2, torch_step=lambda: torch_calls.append(1))
     assert set(row["step_ms"]) == {"manual", "autodiff", "forward", "fwd_bwd", "torch"}
-    assert len(torch_calls) == 3  # one warm-up and two timed rounds
+    # 2 rounds asked for, cut into TORCH_BLOCKS blocks of at least 1 round, each with a warm-up
+    assert len(torch_calls) == 2 * measure.TORCH_BLOCKS and row["step_ms"]["torch"]["repeats"] == measure.TORCH_BLOCKS
     median = {name: t["median_ms"] for name, t in row["step_ms"].items()}
     assert row["manual_over_autodiff"] == pytest.approx(median["manual"] / median["autodiff"])
     assert row["manual_over_torch"] == pytest.approx(median["manual"] / median["torch"])
+    blocks = row["manual_over_torch_blocks"]
+    assert blocks["low"] <= blocks["median"] <= blocks["high"]
     assert row["grad_relative_error"] < 1e-5
     for side in ("manual", "autodiff"):
         assert row["residual_bytes"][side]["total"] > row["residual_bytes"][side]["intermediates"] > 0

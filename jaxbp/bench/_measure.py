@@ -46,13 +46,22 @@ import jax
 import numpy as np
 
 from jaxbp.bench._output import RESULTS_DIR, format_table, machine_info, new_path, write_json  # noqa: F401  (re-exported for the sections)
-from jaxbp.bench._timing import Timing, paired_ratio, time_beside_torch, time_variants  # noqa: F401  (re-exported)
+from jaxbp.bench._timing import (  # noqa: F401  (re-exported)
+    TORCH_BLOCKS,
+    Timing,
+    blockwise_ratio,
+    paired_ratio,
+    time_beside_torch,
+    time_variants,
+)
 
 __all__ = [
     "RESULTS_DIR",
     "ROW_MIN_SECONDS",
+    "TORCH_BLOCKS",
     "TORCH_SKIP_MESSAGE",
     "Timing",
+    "blockwise_ratio",
     "compare_training_step",
     "compiled_memory",
     "format_table",
@@ -171,7 +180,8 @@ def compare_training_step(
     fwd+bwd (loss and gradients); then ``torch_step`` (a PyTorch eager training step on the
     same model, if given) in its own block (:func:`time_beside_torch`); each block runs at least
     ``repeats`` rounds and ``min_seconds``. ``*_over_*`` entries are ratios of medians;
-    ``manual_over_autodiff_paired`` is :func:`paired_ratio` (median of per-round ratios, ~95% CI).
+    ``manual_over_autodiff_paired`` is :func:`paired_ratio` (median of per-round ratios, ~95% CI),
+    ``manual_over_torch_blocks`` :func:`blockwise_ratio` (per pair of alternating blocks: median, range).
     """
     from jaxbp.gradcheck import relative_error, strip_custom_vjps
 
@@ -204,6 +214,7 @@ def compare_training_step(
         "manual_over_autodiff_paired": paired_ratio(timings["manual"], timings["autodiff"]),
         "fwd_bwd_over_fwd": median["fwd_bwd"] / median["forward"],
         "manual_over_torch": median["manual"] / median["torch"] if torch_step is not None else None,
+        "manual_over_torch_blocks": blockwise_ratio(timings["manual"], timings["torch"]) if torch_step else None,
         "residual_bytes": {
             "manual": residual_bytes(loss, params, *batch),
             "autodiff": residual_bytes(reference, params, *batch),
@@ -311,7 +322,7 @@ def step_table(rows: Sequence[Mapping[str, Any]], title: str = "") -> str:
                 "resid KiB m/a": _kib_pair(row["residual_bytes"], "total"),
                 "temp KiB m/a": _kib_pair(row["temp_bytes"]),
                 "torch ms": ms["torch"]["median_ms"] if "torch" in ms else None,
-                "manual/torch": row.get("manual_over_torch"),
+                "manual/torch": _interval(row.get("manual_over_torch_blocks")) or row.get("manual_over_torch"),
             }
         )
     return format_table(table, STEP_COLUMNS, title)

@@ -4,7 +4,8 @@
   (each round runs every variant once, starting at a rotating position), compile and warm-up
   excluded; each variant gets a :class:`Timing` with the min, the median and every round's time.
 * :func:`paired_ratio` -- the median of per-round ratios of two variants, with a ~95% interval.
-* :func:`time_beside_torch` -- the JAX variants' rounds, then a PyTorch step in its own block.
+* :func:`time_beside_torch` -- the JAX variants' rounds and a PyTorch step's, in alternating blocks;
+  :func:`blockwise_ratio` pairs them block by block.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["Timing", "paired_ratio", "time_beside_torch", "time_variants"]
+__all__ = ["TORCH_BLOCKS", "Timing", "blockwise_ratio", "paired_ratio", "time_beside_torch", "time_variants"]
+
+# how many alternating JAX/torch block pairs time_beside_torch cuts the rounds into
+TORCH_BLOCKS = 5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,21 +105,60 @@ def time_variants(
     }
 
 
+def _joined(parts: list[Timing]) -> Timing:
+    samples = tuple(t for part in parts for t in part.samples_ms)
+    return Timing(min(samples), float(np.median(samples)), len(samples), samples)
+
+
 def time_beside_torch(
     variants: Mapping[str, Callable[[], Any]],
     torch_step: Callable[[], Any] | None,
     repeats: int = 10,
     min_seconds: float = 0.0,
+    blocks: int = TORCH_BLOCKS,
 ) -> dict[str, Timing]:
-    """:func:`time_variants` of the JAX ``variants``, then of ``torch_step`` alone (as ``"torch"``),
-    each block at least ``repeats`` rounds and ``min_seconds`` long.
+    """:func:`time_variants` of the JAX ``variants``, and of ``torch_step`` (as ``"torch"``) in
+    blocks of its own that alternate with theirs.
 
     PyTorch's OpenMP threads keep spinning for a while after a step, and in one rotation they
     slowed whichever JAX variant ran next: the MLP's manual step measured 1.19x its autodiff
     twin in the suite (paired interval [1.02, 1.23]) and 0.99 with torch out of the rotation.
-    So the JAX variants share their rounds, and torch gets its own block afterwards.
+    So torch never runs inside a JAX round. But one torch block after all the JAX rounds
+    samples another stretch of time, and this VM's speed drifts by up to 2x over minutes
+    (the same torch step: 25 ms and 52 ms an hour apart). So the rounds are cut into
+    ``blocks`` pairs of blocks, JAX then torch, each block warmed up by one untimed call per
+    variant; every variant gets at least ``repeats`` rounds and ``min_seconds`` in all, in
+    equal blocks (the rounds per block are fixed by the first block), so
+    :func:`blockwise_ratio` can pair the blocks. Without torch: plain :func:`time_variants`.
     """
-    timings = time_variants(variants, repeats, min_seconds=min_seconds)
-    if torch_step is not None:
-        timings["torch"] = time_variants({"torch": torch_step}, repeats, min_seconds=min_seconds)["torch"]
-    return timings
+    if torch_step is None:
+        return time_variants(variants, repeats, min_seconds=min_seconds)
+    if blocks < 1:
+        raise ValueError(f"time_beside_torch: blocks must be >= 1, got {blocks}")
+    per_block = math.ceil(repeats / blocks)
+    sides: list[tuple[Mapping[str, Callable[[], Any]], list[dict[str, Timing]]]] = [
+        (variants, []),
+        ({"torch": torch_step}, []),
+    ]
+    for block in range(blocks):
+        for side_variants, parts in sides:
+            rounds = parts[0][next(iter(side_variants))].repeats if parts else per_block
+            parts.append(time_variants(side_variants, rounds, min_seconds=min_seconds / blocks if block == 0 else 0.0))
+    return {name: _joined([part[name] for part in parts]) for _, parts in sides for name in parts[0]}
+
+
+def blockwise_ratio(numerator: Timing, denominator: Timing, blocks: int = TORCH_BLOCKS) -> dict[str, float]:
+    """For :func:`time_beside_torch`'s alternating blocks: the ratio of the two variants' medians
+    in each pair of blocks, summarised as their median and their range (``low``, ``high``)."""
+    if not numerator.samples_ms or len(numerator.samples_ms) % blocks or len(denominator.samples_ms) % blocks:
+        raise ValueError(
+            f"blockwise_ratio: need samples in {blocks} equal blocks, got "
+            f"{len(numerator.samples_ms)} and {len(denominator.samples_ms)}"
+        )
+    ratios = [
+        float(np.median(a) / np.median(b))
+        for a, b in zip(
+            np.split(np.asarray(numerator.samples_ms), blocks), np.split(np.asarray(denominator.samples_ms), blocks)
+        )
+    ]
+    return {"median": float(np.median(ratios)), "low": min(ratios), "high": max(ratios)}
