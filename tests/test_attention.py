@@ -1,5 +1,6 @@
 """ops.attention: the blocked, O(T)-memory backward against jax.grad through the plain reference."""
 
+import functools
 import math
 
 import chex
@@ -111,12 +112,18 @@ def test_single_position_passes_gradient_only_to_v(x64):
 
 
 def test_output_and_logsumexp_do_not_depend_on_block_size(x64):
+    from jaxbp.ops.attention import _UNROLL_MAX_TILES, _tiles
+
     q, k, v = _qkv(1, 2, 11, 13, 4, 2, 3)
     expected = attention_parts(q, k, v, causal=True)
-    for block_size in (4, 64):
-        chex.assert_trees_all_close(
-            ops.attention(q, k, v, causal=True, block_size=block_size), expected.y, rtol=1e-12, atol=1e-12
-        )
+    # block 2: 42 tiles, a rolled scan; 4: 12 tiles, unrolled; 64: one tile
+    assert len(_tiles(q, k, True, 2).pairs) > _UNROLL_MAX_TILES >= len(_tiles(q, k, True, 4).pairs)
+    dy = jax.random.normal(jax.random.key(3), expected.y.shape, expected.y.dtype)
+    expected_grads = jax.vjp(lambda q, k, v: plain_attention(q, k, v, causal=True), q, k, v)[1](dy)
+    for block_size in (2, 4, 64):
+        y, vjp = jax.vjp(functools.partial(ops.attention, causal=True, block_size=block_size), q, k, v)
+        chex.assert_trees_all_close(y, expected.y, rtol=1e-12, atol=1e-12)
+        chex.assert_trees_all_close(vjp(dy), expected_grads, rtol=1e-10, atol=1e-12)
     # the reference's per-row logsumexp is log sum_j exp(S_ij), checked by hand on one row
     scores = (q[0, -1, 3] @ k[0, :, 1].T) / math.sqrt(3)
     np.testing.assert_allclose(expected.logsumexp[0, 3, -1], np.log(np.sum(np.exp(scores))), rtol=1e-12)

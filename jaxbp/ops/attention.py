@@ -162,6 +162,17 @@ class _Tile(NamedTuple):
         return jnp.where(functools.reduce(jnp.logical_and, allowed), scores, -jnp.inf)
 
 
+# A scan over at most this many tiles is unrolled: the loop's per-step overhead dominates
+# short sequences (T = 256, block 64, causal: 10 tiles; unrolled, forward + backward took
+# 0.72-0.79 of the rolled scan's time), while unrolling long ones by 4 or 8 made the
+# backward slower (1.37x at T = 1024, block 128: 36 tiles).
+_UNROLL_MAX_TILES = 16
+
+
+def _unroll(tiles: _Tiles) -> bool:
+    return len(tiles.pairs) <= _UNROLL_MAX_TILES
+
+
 def _tile_starts(tiles: _Tiles) -> tuple[Array, Array]:
     """The scans' inputs: each visited tile's first query row and first key."""
     pairs = np.array(tiles.pairs, dtype=np.int32).reshape(-1, 2)
@@ -215,7 +226,9 @@ def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array,
         return tuple(tile.put_rows(full, part) for full, part in zip(carry, (new_max, row_sum, acc))), None
 
     init = (jnp.full(rows, -jnp.inf, wide), jnp.zeros(rows, wide), jnp.zeros((*rows, v.shape[-1]), wide))
-    (row_max, row_sum, acc), _ = lax.scan(step, _varying_like(init, q, k, v, mask), _tile_starts(tiles))
+    (row_max, row_sum, acc), _ = lax.scan(
+        step, _varying_like(init, q, k, v, mask), _tile_starts(tiles), unroll=_unroll(tiles)
+    )
     y = _ungrouped(acc / jnp.where(row_sum > 0, row_sum, 1.0)[..., None], tiles).astype(q.dtype)
     logsumexp = jnp.where(row_sum > 0, row_max + jnp.log(jnp.where(row_sum > 0, row_sum, 1.0)), -jnp.inf)
     return y, logsumexp[..., : tiles.q_len].reshape(q.shape[0], q.shape[2], tiles.q_len)
@@ -269,7 +282,7 @@ def _attention_bwd(causal, scale, block_size, residuals, dy):
         return (tile.put_rows(dq, tile.rows(dq) + dq_i), tile.add_keys(dk, dk_j), tile.add_keys(dv, dv_j)), None
 
     init = (jnp.zeros(q5.shape, wide), jnp.zeros(k4.shape, wide), jnp.zeros(v4.shape, wide))
-    (dq, dk, dv), _ = lax.scan(step, _varying_like(init, residuals, dy), _tile_starts(tiles))
+    (dq, dk, dv), _ = lax.scan(step, _varying_like(init, residuals, dy), _tile_starts(tiles), unroll=_unroll(tiles))
 
     def unblock(x: Array, like: Array) -> Array:  # (B, Hk, Tk_padded, D) -> (B, Tk, Hk, D)
         return jnp.swapaxes(x[:, :, : tiles.k_len], 1, 2).astype(like.dtype)
