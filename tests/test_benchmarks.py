@@ -272,6 +272,24 @@ def test_targets_flag_a_slow_lstm_and_larger_residuals():
     }
 
 
+def test_time_targets_use_the_paired_and_blockwise_statistics():
+    row = {
+        "model": "resnet",
+        "step_ms": {},
+        "manual_over_autodiff": 1.05,  # a ratio of medians; the paired median below decides
+        "manual_over_autodiff_paired": {"median": 0.99, "low": 0.97, "high": 1.02},
+        "fwd_bwd_over_fwd": 2.0,
+        "residual_bytes": {"manual": {"total": 1}, "autodiff": {"total": 2}},
+        "manual_over_torch": 0.9,
+        "manual_over_torch_blocks": {"median": 1.1, "low": 1.04, "high": 1.3},
+    }
+    step, _, torch = suite.check_targets({"conv": {"rows": [row]}})
+    assert (step["met"], step["value"], step["interval"]) == (True, 0.99, [0.97, 1.02, 1.0])
+    assert (torch["met"], torch["value"]) == (False, 1.1)
+    assert suite._measured(step) == "measured 0.99 [0.97, 1.02], within noise of the limit"
+    assert suite._measured(torch) == "measured 1.1 [1.04, 1.3]"
+
+
 def test_cli_has_the_bench_subcommand():
     from jaxbp.cli import build_parser
 
