@@ -305,3 +305,14 @@ def test_min_seconds_raises_the_rounds_of_a_fast_variant():
     assert measure.time_variants({"fast": lambda: None}, repeats=2)["fast"].repeats == 2
     with pytest.raises(ValueError, match="min_seconds"):
         measure.time_variants({"fast": lambda: None}, min_seconds=-1.0)
+
+
+def test_heap_allocations_sets_the_threshold_on_glibc_and_machine_info_reports_it():
+    import platform
+
+    threshold = measure.heap_allocations()
+    if platform.libc_ver()[0] != "glibc":
+        assert threshold is None
+        return
+    assert threshold == 2**30 and measure.heap_allocations() == threshold  # idempotent
+    assert measure.machine_info()["malloc_heap_threshold_bytes"] == threshold

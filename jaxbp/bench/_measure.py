@@ -45,7 +45,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxbp.bench._output import RESULTS_DIR, format_table, machine_info, new_path, write_json  # noqa: F401  (re-exported for the sections)
+from jaxbp.bench._output import (  # noqa: F401  (re-exported for the sections)
+    RESULTS_DIR,
+    format_table,
+    heap_allocations,
+    machine_info,
+    new_path,
+    write_json,
+)
 from jaxbp.bench._timing import (  # noqa: F401  (re-exported)
     TORCH_BLOCKS,
     Timing,
@@ -65,6 +72,7 @@ __all__ = [
     "compare_training_step",
     "compiled_memory",
     "format_table",
+    "heap_allocations",
     "machine_info",
     "max_relative_difference",
     "memory_of",
@@ -348,6 +356,7 @@ def section_main(name: str, run: Callable[..., Mapping[str, Any]], argv: Sequenc
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    heap_allocations()
     result = dict(run(tiny=args.tiny, repeats=args.repeats))
     rows = result.get("rows", [])
     step_rows = [row for row in rows if "step_ms" in row]

@@ -26,6 +26,7 @@ from typing import Any
 from jaxbp.bench._measure import (
     RESULTS_DIR,
     format_table,
+    heap_allocations,
     machine_info,
     step_table,
     write_json,
@@ -326,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    heap_allocations()
     results = run_sections(args.sections, tiny=args.tiny, repeats=args.repeats)
     machine = machine_info()
     print(report(results, machine))
