@@ -40,6 +40,7 @@ __all__ = [
     "plot",
     "run",
     "run_sections",
+    "time_ratio",
 ]
 
 SECTIONS = ("mlp", "conv", "recurrent", "attention", "transformer", "gradients", "scaling", "remat")
@@ -88,6 +89,17 @@ def step_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def time_ratio(row: Mapping[str, Any], key: str) -> dict[str, float] | None:
+    """A row's best statistic for the time ratio ``key`` (``"manual_over_autodiff"`` or
+    ``"manual_over_torch"``): the paired or blockwise summary (median, low, high), else the
+    ratio of medians alone (low = high = median); None when it was not measured."""
+    summary = row.get(f"{key}_paired") or row.get(f"{key}_blocks")
+    if summary:
+        return dict(summary)
+    value = row.get(key)
+    return None if value is None else {"median": value, "low": value, "high": value}
+
+
 def check_targets(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, each ``{"target", "value", "met", "interval"}`` for what was measured
     (``interval``: ``[low, high, limit]`` for time ratios, else None).
@@ -107,9 +119,10 @@ def check_targets(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
     for row in step_rows(results):
         model = row.get("model", "?")
         limit = LSTM_STEP_RATIO_TARGET if "lstm" in model.lower() else STEP_RATIO_TARGET
-        paired = row.get("manual_over_autodiff_paired")
-        ratio = paired["median"] if paired else row["manual_over_autodiff"]
-        add(f"{model}: manual/autodiff step <= {limit:.2f}", ratio, ratio <= limit, paired, limit)
+        paired = time_ratio(row, "manual_over_autodiff")
+        if paired is not None:
+            ratio = paired["median"]
+            add(f"{model}: manual/autodiff step <= {limit:.2f}", ratio, ratio <= limit, paired, limit)
         manual, autodiff = (
             row["residual_bytes"]["manual"]["total"],
             row["residual_bytes"]["autodiff"]["total"],
@@ -119,9 +132,9 @@ def check_targets(results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, An
             manual / autodiff,
             manual <= autodiff,
         )
-        if row.get("manual_over_torch") is not None:
-            blocks = row.get("manual_over_torch_blocks")
-            ratio = blocks["median"] if blocks else row["manual_over_torch"]
+        blocks = time_ratio(row, "manual_over_torch")
+        if blocks is not None:
+            ratio = blocks["median"]
             add(f"{model}: jaxbp faster than PyTorch eager", ratio, ratio < 1.0, blocks, 1.0)
         if row.get("section") == "mlp":
             add(
@@ -191,30 +204,33 @@ def plot(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 9))
     rows = step_rows(results)
     models = [row.get("model", "?") for row in rows]
     ax = axes[0, 0]
     positions = range(len(rows))
-    ax.bar(
-        [p - 0.2 for p in positions],
-        [row["manual_over_autodiff"] for row in rows],
-        0.4,
-        label="manual / autodiff",
-    )
-    torch_ratios = [row.get("manual_over_torch") or 0.0 for row in rows]
-    if any(torch_ratios):
-        ax.bar(
-            [p + 0.2 for p in positions],
-            torch_ratios,
-            0.4,
-            label="jaxbp / PyTorch eager",
-        )
+    for offset, key, label in (
+        (-0.2, "manual_over_autodiff", "manual / autodiff (paired, ~95% CI)"),
+        (0.2, "manual_over_torch", "jaxbp / PyTorch eager (blocks, range)"),
+    ):
+        measured = [(p, time_ratio(row, key)) for p, row in zip(positions, rows)]
+        bars = [(p, r) for p, r in measured if r is not None]
+        if bars:
+            ax.bar(
+                [p + offset for p, _ in bars],
+                [r["median"] for _, r in bars],
+                0.4,
+                yerr=[[r["median"] - r["low"] for _, r in bars], [r["high"] - r["median"] for _, r in bars]],
+                capsize=3,
+                label=label,
+            )
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set(title="training-step time ratio (median)", xticks=list(positions))
+    ax.set(title="training-step time ratio", xticks=list(positions))
+    ax.set_ylim(0, 1.35 * max([1.0] + [p.get_height() + p.get_y() for p in ax.patches]))
     ax.set_xticklabels(models, rotation=20, ha="right", fontsize=7)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
 
     ax = axes[0, 1]
     for offset, side in ((-0.2, "manual"), (0.2, "autodiff")):
@@ -259,6 +275,8 @@ def plot(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
                 )
         if points:
             ax.legend(fontsize=8)
+            ax.set_xticks([row[sweep] for row in points], [str(row[sweep]) for row in points])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(title=f"MLP step time vs {sweep}", xlabel=sweep, ylabel="ms")
 
     ax = axes[1, 2]
@@ -277,6 +295,7 @@ def plot(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
             label="gradient time",
         )
         ax.legend(fontsize=8)
+        ax.tick_params(axis="x", labelrotation=20)
     ax.set(title="nn.checkpoint: relative to no remat")
     machine = machine_info()
     fig.suptitle(
