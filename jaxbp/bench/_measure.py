@@ -92,7 +92,7 @@ __all__ = [
     "write_json",
 ]
 
-# full-size rows time each block for at least this long (a 5 ms step gets ~150 rounds; see time_variants)
+# full-size rows time each block for at least this long (the 5 ms ResNet step got 175-225 rounds; see time_variants)
 ROW_MIN_SECONDS = 3.0
 TORCH_SKIP_MESSAGE = "PyTorch is not installed: torch columns skipped (pip install 'jaxbp[bench]' to measure them)"
 

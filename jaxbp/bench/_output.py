@@ -34,7 +34,7 @@ def heap_allocations() -> int | None:
     transformer step). Above glibc's mmap threshold (128 KiB, raised as big buffers are freed,
     but never past 32 MiB) each such buffer is a fresh ``mmap`` whose pages fault in on first
     touch, on every step. The same transformer step took 45-63 ms in a fresh process, 39 ms
-    after the suite's earlier sections had happened to leave the heap large, and 32-35 ms with
+    after the suite's earlier sections had happened to leave the heap large, and 29-35 ms with
     this setting; it applies to PyTorch's CPU allocations as well. So timings no longer depend
     on what ran before them.
     """

@@ -140,11 +140,12 @@ class _Tile(NamedTuple):
     def add_keys(self, x: Array, part: Array) -> Array:
         return lax.dynamic_update_slice_in_dim(x, self.keys(x) + part, self.k_start, axis=2)
 
-    def scores(self, q: Array, k: Array, mask: Array | None, causal: bool, scale: float) -> Array:
-        """S = scale * Q_i K_jᵀ for this tile, (B, Hk, G, q_block, k_block), -inf where not allowed."""
+    def scores(self, q_i: Array, k_j: Array, mask: Array | None, causal: bool, scale: float) -> Array:
+        """S = scale * Q_i K_jᵀ for this tile's query rows ``q_i`` and keys ``k_j``,
+        (B, Hk, G, q_block, k_block), -inf where not allowed."""
         tiles = self.tiles
-        wide = accumulation_dtype(q.dtype)
-        scores = scale * jnp.einsum("bhgqd,bhkd->bhgqk", self.rows(q), self.keys(k), preferred_element_type=wide)
+        wide = accumulation_dtype(q_i.dtype)
+        scores = scale * jnp.einsum("bhgqd,bhkd->bhgqk", q_i, k_j, preferred_element_type=wide)
         key_positions = self.k_start + jnp.arange(tiles.k_block)
         allowed = []
         if tiles.k_padded != tiles.k_len:
@@ -214,7 +215,7 @@ def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array,
     def step(carry, starts):
         tile = _Tile(*starts, tiles)
         row_max, row_sum, acc = (tile.rows(x) for x in carry)
-        scores = tile.scores(q5, k4, mask5, causal, scale)
+        scores = tile.scores(tile.rows(q5), tile.keys(k4), mask5, causal, scale)
         new_max = jnp.maximum(row_max, jnp.max(scores, axis=-1))
         safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max)  # rows with nothing allowed yet
         exponentials = jnp.exp(scores - safe_max[..., None])
@@ -271,13 +272,13 @@ def _attention_bwd(causal, scale, block_size, residuals, dy):
     def step(carry, starts):
         dq, dk, dv = carry
         tile = _Tile(*starts, tiles)
-        q_i, dy_i = tile.rows(q5), tile.rows(dy5)
-        scores = tile.scores(q5, k4, mask5, causal, scale)
+        q_i, dy_i, k_j = tile.rows(q5), tile.rows(dy5), tile.keys(k4)
+        scores = tile.scores(q_i, k_j, mask5, causal, scale)
         probabilities = jnp.exp(scores - tile.rows(safe_logsumexp)[..., None])
         dv_j = jnp.einsum("bhgqk,bhgqd->bhkd", probabilities, dy_i, preferred_element_type=wide)
         dprobabilities = jnp.einsum("bhgqd,bhkd->bhgqk", dy_i, tile.keys(v4), preferred_element_type=wide)
         dscores = scale * probabilities * (dprobabilities - tile.rows(row_dot)[..., None])
-        dq_i = jnp.einsum("bhgqk,bhkd->bhgqd", dscores, tile.keys(k4), preferred_element_type=wide)
+        dq_i = jnp.einsum("bhgqk,bhkd->bhgqd", dscores, k_j, preferred_element_type=wide)
         dk_j = jnp.einsum("bhgqk,bhgqd->bhkd", dscores, q_i, preferred_element_type=wide)
         return (tile.put_rows(dq, tile.rows(dq) + dq_i), tile.add_keys(dk, dk_j), tile.add_keys(dv, dv_j)), None
 
