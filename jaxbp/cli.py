@@ -226,10 +226,9 @@ TRAIN = Command("train a registered model on a bundled data set", _add_train_arg
 # name -> Command, or the name of a module defining add_arguments(parser) and run(args)
 COMMANDS: dict[str, Command | str] = {
     "train": TRAIN,
-    "demo": "jaxbp.demo",
+    "demo": "jaxbp.tutorial.demo",
     "gradcheck-ops": "jaxbp.op_cases",
     "vanishing": "jaxbp.studies.vanishing",
-    "bench": "jaxbp.bench.suite",
 }
 
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxbp import ops
-from jaxbp.bench import residual_bytes
+from jaxbp.diagnostics import residual_bytes
 from jaxbp.gradcheck import check_gradients
 from jaxbp.reference.attention import attention as plain_attention
 from jaxbp.reference.attention import attention_parts
@@ -233,7 +233,7 @@ def test_mixed_dtypes_are_refused():
 
 
 def test_benchmark_section_runs_on_tiny_sizes():
-    from jaxbp.bench import attention as bench
+    from benchmarks import attention as bench
 
     result = bench.run(tiny=True, repeats=1, sizes=(16,))
     (row,) = result["rows"]

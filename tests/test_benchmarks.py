@@ -1,4 +1,4 @@
-"""The benchmark suite (jaxbp.bench) on tiny sizes: its measuring primitives, sections, suite and CLI.
+"""The benchmark suite (benchmarks/, outside the package) on tiny sizes: its measuring primitives, sections, suite and CLI.
 
 Timing is never asserted: only structure, bookkeeping and the figures that do not depend
 on the machine's speed (bytes, FLOP counts, gradients).
@@ -16,8 +16,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp.bench import _measure as measure
-from jaxbp.bench import gradients, mlp, remat, scaling, suite, transformer
+from benchmarks import _heap as heap
+from benchmarks import _machine as machine
+from benchmarks import _memory as memory
+from benchmarks import _results as results
+from benchmarks import _step as step
+from benchmarks import _tables as tables
+from benchmarks import _timing as timing
+from benchmarks import _torch as torch_columns
+from benchmarks import gradients, mlp, remat, scaling, suite, transformer
+from jaxbp import diagnostics
 
 # ------------------------------------------------------------------------- primitives
 
@@ -25,60 +33,64 @@ from jaxbp.bench import gradients, mlp, remat, scaling, suite, transformer
 def test_time_variants_runs_round_robin_with_rotating_start_and_excludes_warmup():
     calls: list[str] = []
     variants = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    timings = measure.time_variants(variants, repeats=3, warmup=2)
+    timings = timing.time_variants(variants, repeats=3, warmup=2)
     assert calls[:6] == ["a", "a", "b", "b", "c", "c"]  # warm-up first, untimed
     assert calls[6:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
-    for timing in timings.values():
-        assert timing.repeats == 3 and 0 <= timing.min_ms <= timing.median_ms
+    for measured in timings.values():
+        assert measured.repeats == 3 and 0 <= measured.min_ms <= measured.median_ms
 
 
 def test_paired_ratio_pairs_rounds_and_brackets_the_median():
     # the machine slows down 10x over the rounds; b always takes twice a's time in the same round
-    a = measure.Timing(0, 0, 20, tuple(float(10**r) for r in np.linspace(0, 1, 20)))
-    b = measure.Timing(0, 0, 20, tuple(2 * t for t in a.samples_ms))
-    assert measure.paired_ratio(a, b) == {"median": 0.5, "low": 0.5, "high": 0.5}
-    noisy = measure.Timing(0, 0, 20, tuple(float(t) for t in range(1, 21)))
-    ones = measure.Timing(0, 0, 20, (1.0,) * 20)
-    paired = measure.paired_ratio(noisy, ones)
+    a = timing.Timing(0, 0, 20, tuple(float(10**r) for r in np.linspace(0, 1, 20)))
+    b = timing.Timing(0, 0, 20, tuple(2 * t for t in a.samples_ms))
+    assert timing.paired_ratio(a, b) == {"median": 0.5, "low": 0.5, "high": 0.5}
+    noisy = timing.Timing(0, 0, 20, tuple(float(t) for t in range(1, 21)))
+    ones = timing.Timing(0, 0, 20, (1.0,) * 20)
+    paired = timing.paired_ratio(noisy, ones)
     # n = 20: k = floor((20 - 1.96 sqrt(20)) / 2) = 5, so the 6th smallest and 6th largest ratios
     assert (paired["low"], paired["median"], paired["high"]) == (6.0, 10.5, 15.0)
     with pytest.raises(ValueError, match="paired_ratio"):
-        measure.paired_ratio(ones, measure.Timing(0, 0, 3, (1.0, 1.0, 1.0)))
+        timing.paired_ratio(ones, timing.Timing(0, 0, 3, (1.0, 1.0, 1.0)))
 
 
 def test_torch_is_timed_in_blocks_of_its_own_never_inside_a_jax_round():
     calls: list[str] = []
     variants = {name: (lambda name=name: calls.append(name)) for name in "ab"}
-    timings = measure.time_beside_torch(variants, lambda: calls.append("torch"), repeats=3, blocks=1)
+    timings = timing.time_beside_torch(variants, lambda: calls.append("torch"), repeats=3, blocks=1)
     assert set(timings) == {"a", "b", "torch"} and timings["torch"].repeats == 3
     assert calls == ["a", "b"] + ["a", "b", "b", "a", "a", "b"] + ["torch"] * 4  # warm-ups, rounds, then torch alone
     calls.clear()
-    timings = measure.time_beside_torch(variants, lambda: calls.append("torch"), repeats=4, blocks=2)
+    timings = timing.time_beside_torch(variants, lambda: calls.append("torch"), repeats=4, blocks=2)
     # two pairs of blocks, each warmed up: [a b | a b, b a] [torch | torch, torch], twice
     jax_block, torch_block = ["a", "b", "a", "b", "b", "a"], ["torch"] * 3
     assert calls == (jax_block + torch_block) * 2
     assert [timings[name].repeats for name in ("a", "b", "torch")] == [4, 4, 4]
-    assert set(measure.time_beside_torch(variants, None, repeats=1)) == {"a", "b"}
+    assert set(timing.time_beside_torch(variants, None, repeats=1)) == {"a", "b"}
 
 
 def test_blockwise_ratio_pairs_the_medians_of_each_block():
-    manual = measure.Timing(0, 0, 6, (1.0, 1.0, 3.0, 3.0, 2.0, 2.0))
-    torch = measure.Timing(0, 0, 6, (2.0, 2.0, 2.0, 2.0, 1.0, 1.0))
-    assert measure.blockwise_ratio(manual, torch, blocks=3) == {"median": 1.5, "low": 0.5, "high": 2.0}
+    manual = timing.Timing(0, 0, 6, (1.0, 1.0, 3.0, 3.0, 2.0, 2.0))
+    torch = timing.Timing(0, 0, 6, (2.0, 2.0, 2.0, 2.0, 1.0, 1.0))
+    assert timing.blockwise_ratio(manual, torch, blocks=3) == {"median": 1.5, "low": 0.5, "high": 2.0}
     with pytest.raises(ValueError, match="blockwise_ratio"):
-        measure.blockwise_ratio(manual, measure.Timing(0, 0, 4, (1.0,) * 4), blocks=3)
+        timing.blockwise_ratio(manual, timing.Timing(0, 0, 4, (1.0,) * 4), blocks=3)
 
 
 def test_time_variants_rejects_zero_repeats():
     with pytest.raises(ValueError, match="repeats"):
-        measure.time_variants({"a": lambda: None}, repeats=0)
+        timing.time_variants({"a": lambda: None}, repeats=0)
 
 
 def test_residual_bytes_separates_arguments_from_intermediates():
     x = jnp.ones((8, 16), jnp.float32)
     # x * x saves x itself (an argument); sin saves cos(x) (an intermediate of the forward)
-    assert measure.residual_bytes(lambda x: jnp.sum(x * x), x) == {"total": 512, "arguments": 512, "intermediates": 0}
-    assert measure.residual_bytes(lambda x: jnp.sum(jnp.sin(x)), x) == {
+    assert diagnostics.residual_bytes(lambda x: jnp.sum(x * x), x) == {
+        "total": 512,
+        "arguments": 512,
+        "intermediates": 0,
+    }
+    assert diagnostics.residual_bytes(lambda x: jnp.sum(jnp.sin(x)), x) == {
         "total": 512,
         "arguments": 0,
         "intermediates": 512,
@@ -86,19 +98,19 @@ def test_residual_bytes_separates_arguments_from_intermediates():
 
 
 def test_compiled_memory_reports_argument_and_output_bytes():
-    memory = measure.compiled_memory(lambda a, b: a @ b, jnp.ones((4, 8)), jnp.ones((8, 2)))
-    if memory["argument"] is None:
+    analysis = memory.compiled_memory(lambda a, b: a @ b, jnp.ones((4, 8)), jnp.ones((8, 2)))
+    if analysis["argument"] is None:
         pytest.skip("this backend reports no memory analysis")
-    assert memory["argument"] == (32 + 16) * 4 and memory["output"] == 8 * 4 and memory["temp"] >= 0
+    assert analysis["argument"] == (32 + 16) * 4 and analysis["output"] == 8 * 4 and analysis["temp"] >= 0
 
 
 def test_compare_training_step_row_and_ratios():
     loss, params, x, labels = mlp.mlp_problem((3, 5, 2), batch=4)
     torch_calls = []
-    row = measure.compare_training_step(loss, params, x, labels, repeats=2, torch_step=lambda: torch_calls.append(1))
+    row = step.compare_training_step(loss, params, x, labels, repeats=2, torch_step=lambda: torch_calls.append(1))
     assert set(row["step_ms"]) == {"manual", "autodiff", "forward", "fwd_bwd", "torch"}
     # 2 rounds asked for, cut into TORCH_BLOCKS blocks of at least 1 round, each with a warm-up
-    assert len(torch_calls) == 2 * measure.TORCH_BLOCKS and row["step_ms"]["torch"]["repeats"] == measure.TORCH_BLOCKS
+    assert len(torch_calls) == 2 * timing.TORCH_BLOCKS and row["step_ms"]["torch"]["repeats"] == timing.TORCH_BLOCKS
     median = {name: t["median_ms"] for name, t in row["step_ms"].items()}
     assert row["manual_over_autodiff"] == pytest.approx(median["manual"] / median["autodiff"])
     assert row["manual_over_torch"] == pytest.approx(median["manual"] / median["torch"])
@@ -117,14 +129,14 @@ def test_compare_training_step_refuses_to_time_different_gradients():
     wrong_square.defvjp(lambda x: (x * x, x), lambda x, dy: (3.0 * x * dy,))  # d(x^2)/dx is 2x, not 3x
 
     with pytest.raises(ValueError, match="gradients differ"):
-        measure.compare_training_step(
+        step.compare_training_step(
             lambda p, x: jnp.sum(wrong_square(p * x)), jnp.ones(3), jnp.arange(1.0, 4.0), repeats=1
         )
 
 
 def test_write_json_never_overwrites(tmp_path):
-    first = measure.write_json({"value": measure.Timing(1.0, 2.0, 3)}, "demo", directory=tmp_path)
-    second = measure.write_json({"value": np.float32(0.5)}, "demo", directory=tmp_path)
+    first = results.write_json({"value": timing.Timing(1.0, 2.0, 3)}, "demo", directory=tmp_path)
+    second = results.write_json({"value": np.float32(0.5)}, "demo", directory=tmp_path)
     assert (first.name, second.name) == ("demo-001.json", "demo-002.json")
     document = json.loads(first.read_text())
     assert document["value"] == {"min_ms": 1.0, "median_ms": 2.0, "repeats": 3, "samples_ms": []}
@@ -132,21 +144,21 @@ def test_write_json_never_overwrites(tmp_path):
         assert key in document["machine"]
     assert json.loads(second.read_text())["value"] == 0.5
     with pytest.raises(FileExistsError, match="never overwritten"):
-        measure.write_json({}, "demo", path=first)
-    assert measure.new_path("demo", ".png", tmp_path).name == "demo-003.png"
+        results.write_json({}, "demo", path=first)
+    assert results.new_path("demo", ".png", tmp_path).name == "demo-003.png"
 
 
 def test_format_table_marks_missing_values_and_skips_nested_columns():
-    table = measure.format_table([{"name": "a", "x": 1.23456, "y": None, "nested": {"k": 1}}])
+    table = tables.format_table([{"name": "a", "x": 1.23456, "y": None, "nested": {"k": 1}}])
     header, line = table.splitlines()
     assert header.split() == ["name", "x", "y"] and line.split() == ["a", "1.23", "n/a"]
 
 
 def test_optional_torch_skips_cleanly_when_absent(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
-    assert measure.optional_torch() is None
-    assert measure.TORCH_SKIP_MESSAGE in capsys.readouterr().err
-    assert measure.machine_info()["torch"] is None
+    assert torch_columns.optional_torch() is None
+    assert torch_columns.TORCH_SKIP_MESSAGE in capsys.readouterr().err
+    assert machine.machine_info()["torch"] is None
 
 
 # --------------------------------------------------------------------------- sections
@@ -171,7 +183,7 @@ def test_torch_transformer_step_matches_the_jax_loss_and_update():
     step = transformer.torch_transformer_step(torch, params, ids, next_ids, heads, learning_rate=0.5)
     assert float(step().detach()) == pytest.approx(float(loss(params, ids, next_ids)), rel=1e-5)
     # the loss after one update matches only if every parameter's gradient does
-    updated, _ = measure.sgd_step(loss, learning_rate=0.5)(params, ids, next_ids)
+    updated, _ = step.sgd_step(loss, learning_rate=0.5)(params, ids, next_ids)
     assert float(step().detach()) == pytest.approx(float(loss(updated, ids, next_ids)), rel=1e-4)
 
 
@@ -241,18 +253,18 @@ def test_suite_tiny_writes_json_and_png(tmp_path, capsys):
     assert (tmp_path / "suite-001.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_suite_reports_missing_and_failing_sections(monkeypatch):
+def test_suite_reports_a_failing_section_and_runs_the_others(monkeypatch):
     def boom(tiny: bool, repeats: int) -> dict:
         raise RuntimeError("section exploded")
 
-    module = types.ModuleType("jaxbp.bench.boom")
-    module.__spec__ = importlib.machinery.ModuleSpec("jaxbp.bench.boom", None)
+    module = types.ModuleType("benchmarks.boom")
+    module.__spec__ = importlib.machinery.ModuleSpec("benchmarks.boom", None)
     module.run = boom
-    monkeypatch.setitem(sys.modules, "jaxbp.bench.boom", module)
-    results = suite.run_sections(["boom", "not_a_section"], tiny=True, repeats=1)
-    assert results["boom"]["error"] == "RuntimeError: section exploded"
-    assert "does not exist" in results["not_a_section"]["skipped"]
-    assert "ERROR RuntimeError" in suite.report(results, measure.machine_info())
+    monkeypatch.setitem(sys.modules, "benchmarks.boom", module)
+    outcome = suite.run_sections(["boom", "scaling"], tiny=True, repeats=1)
+    assert outcome["boom"]["error"] == "RuntimeError: section exploded"
+    assert outcome["scaling"]["rows"] and "error" not in outcome["scaling"]
+    assert "ERROR RuntimeError" in suite.report(outcome, machine.machine_info())
 
 
 def test_targets_flag_a_slow_lstm_and_larger_residuals():
@@ -283,36 +295,48 @@ def test_time_targets_use_the_paired_and_blockwise_statistics():
         "manual_over_torch": 0.9,
         "manual_over_torch_blocks": {"median": 1.1, "low": 1.04, "high": 1.3},
     }
-    step, _, torch = suite.check_targets({"conv": {"rows": [row]}})
-    assert (step["met"], step["value"], step["interval"]) == (True, 0.99, [0.97, 1.02, 1.0])
+    step_check, _, torch = suite.check_targets({"conv": {"rows": [row]}})
+    assert (step_check["met"], step_check["value"], step_check["interval"]) == (True, 0.99, [0.97, 1.02, 1.0])
     assert (torch["met"], torch["value"]) == (False, 1.1)
-    assert suite._measured(step) == "measured 0.99 [0.97, 1.02], within noise of the limit"
+    assert suite._measured(step_check) == "measured 0.99 [0.97, 1.02], within noise of the limit"
     assert suite._measured(torch) == "measured 1.1 [1.04, 1.3]"
 
 
-def test_cli_has_the_bench_subcommand():
-    from jaxbp.cli import build_parser
+def test_python_dash_m_benchmarks_runs_the_suite(tmp_path):
+    import subprocess
+    from pathlib import Path
 
-    args = build_parser().parse_args(["bench", "--tiny", "--sections", "mlp", "--no-plot"])
-    assert args.run is suite.run and args.tiny and args.sections == ["mlp"] and args.no_plot
+    command = [sys.executable, "-m", "benchmarks", "--tiny", "--repeats", "1", "--sections", "scaling"]
+    command += ["--out-dir", str(tmp_path), "--no-plot"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "suite-001.json").exists() and "wrote" in done.stdout
+
+
+def test_remat_section_takes_its_sizes_on_the_command_line(tmp_path):
+    out = tmp_path / "remat.json"
+    argv = ["--repeats", "1", "--depth", "2", "--width", "4", "--batch", "2", "--segments", "1", "--out", str(out)]
+    assert remat.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["segment"] for row in rows] == [0, 1] and json.loads(out.read_text())["config"]["depth"] == 2
 
 
 def test_min_seconds_raises_the_rounds_of_a_fast_variant():
     calls = []
-    timings = measure.time_variants({"fast": lambda: calls.append(1)}, repeats=2, min_seconds=0.01)
+    timings = timing.time_variants({"fast": lambda: calls.append(1)}, repeats=2, min_seconds=0.01)
     # one warm-up, one probe round, then as many rounds as fill 10 ms: far more than 2 for a no-op
     assert timings["fast"].repeats > 2 and len(calls) == timings["fast"].repeats + 2
-    assert measure.time_variants({"fast": lambda: None}, repeats=2)["fast"].repeats == 2
+    assert timing.time_variants({"fast": lambda: None}, repeats=2)["fast"].repeats == 2
     with pytest.raises(ValueError, match="min_seconds"):
-        measure.time_variants({"fast": lambda: None}, min_seconds=-1.0)
+        timing.time_variants({"fast": lambda: None}, min_seconds=-1.0)
 
 
 def test_heap_allocations_sets_the_threshold_on_glibc_and_machine_info_reports_it():
     import platform
 
-    threshold = measure.heap_allocations()
+    threshold = heap.heap_allocations()
     if platform.libc_ver()[0] != "glibc":
         assert threshold is None
         return
-    assert threshold == 2**30 and measure.heap_allocations() == threshold  # idempotent
-    assert measure.machine_info()["malloc_heap_threshold_bytes"] == threshold
+    assert threshold == 2**30 and heap.heap_allocations() == threshold  # idempotent
+    assert machine.machine_info()["malloc_heap_threshold_bytes"] == threshold

@@ -107,7 +107,7 @@ def test_conv_and_pool_layers_infer_shapes():
 
 
 def test_conv_benchmark_runs_on_tiny_sizes():
-    from jaxbp.bench import conv
+    from benchmarks import conv
 
     result = conv.run(tiny=True, repeats=1)
     (row,) = result["rows"]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxbp import ops, reference
-from jaxbp.bench._measure import residual_bytes
+from jaxbp.diagnostics import residual_bytes
 from jaxbp.gradcheck import check_gradients
 
 REFERENCE_TOL = 1e-9

@@ -402,11 +402,11 @@ def test_hand_written_vjps_under_sharded_jit_and_shard_map(family, sharded_op_re
 
 
 def test_parallel_benchmark_tiny_runs_on_forced_host_devices(tmp_path):
-    """``python -m jaxbp.bench.parallel`` forces 4 host devices itself and writes one row per
+    """``python -m benchmarks.parallel`` forces 4 host devices itself and writes one row per
     device count (1, 2, 4) plus the FSDP row, with the shared-cores note."""
     out_path = tmp_path / "parallel.json"
     env = {key: value for key, value in os.environ.items() if key != "XLA_FLAGS"}
-    command = [sys.executable, "-m", "jaxbp.bench.parallel", "--tiny", "--repeats", "1", "--out", str(out_path)]
+    command = [sys.executable, "-m", "benchmarks.parallel", "--tiny", "--repeats", "1", "--out", str(out_path)]
     result = subprocess.run(
         command, env={**env, "JAX_PLATFORMS": "cpu"}, capture_output=True, text=True, timeout=300, check=False
     )

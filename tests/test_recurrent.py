@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxbp import data, models, nn, ops, reference
-from jaxbp.bench._measure import residual_bytes
-from jaxbp.diagnostics import hidden_gradient_norms
+from jaxbp.diagnostics import hidden_gradient_norms, residual_bytes
 from jaxbp.gradcheck import assert_fully_manual, check_gradients, strip_custom_vjps
 
 CELLS = {"rnn": (1, ("b",)), "lstm": (4, ("b",)), "gru": (3, ("b_ih", "b_hh"))}

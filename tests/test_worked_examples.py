@@ -1,4 +1,4 @@
-"""The seeds' worked examples, checked against hand computation (plain Python math)."""
+"""The tutorial documents' worked examples, checked against hand computation (plain Python math)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp import worked_examples
+from jaxbp.tutorial import worked_examples
 
 
-def test_seed000_single_sigmoid_neuron_matches_hand_computation():
+def test_tutorial000_single_sigmoid_neuron_matches_hand_computation():
     x, y_true, w, b, lr = 0.5, 1.0, 0.2, 0.1, 0.01
     z = w * x + b
     y_hat = 1 / (1 + math.exp(-z))
@@ -29,19 +29,19 @@ def test_seed000_single_sigmoid_neuron_matches_hand_computation():
     assert result.dL_dy_hat * result.dy_hat_dz * result.dz_dw == pytest.approx(result.dL_dw, rel=1e-5)
 
 
-def test_seed000_graph_example():
+def test_tutorial000_graph_example():
     result = worked_examples.graph_example()  # y = 3*2 + 1 = 7, L = (7 - 5)^2 = 4
     assert (result.y, result.loss, result.dL_dy, result.dL_dw, result.dL_db) == pytest.approx((7.0, 4.0, 4.0, 8.0, 4.0))
 
 
-def test_seed002_two_layer_walkthrough_matches_the_written_out_backward():
+def test_tutorial002_two_layer_walkthrough_matches_the_written_out_backward():
     x = np.array([[1.0, -2.0]])
     y = np.array([[1.0]])
     w1, b1 = np.array([[0.5, -0.3, 0.8], [0.2, 0.4, -0.1]]), np.array([0.1, 0.0, -0.2])
     w2, b2 = np.array([[0.7], [-0.5], [0.3]]), np.array([0.05])
     params = ({"w": jnp.array(w1), "b": jnp.array(b1)}, {"w": jnp.array(w2), "b": jnp.array(b2)})
     out = worked_examples.two_layer_walkthrough(jnp.array(x), jnp.array(y), params)
-    # the seed's steps, in numpy
+    # the tutorial's steps, in numpy
     z1 = x @ w1 + b1
     h = np.maximum(z1, 0)
     z2 = h @ w2 + b2
@@ -65,7 +65,7 @@ def test_seed002_two_layer_walkthrough_matches_the_written_out_backward():
         np.testing.assert_allclose(out[name], value, rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-def test_seed003_xor_trains_with_manual_gradients_and_passes_the_gradient_check():
+def test_tutorial003_xor_trains_with_manual_gradients_and_passes_the_gradient_check():
     result = worked_examples.train_xor(epochs=600, report_every=200)
     result.gradient_report.assert_ok()
     assert result.epochs == (200, 400, 600)
@@ -73,13 +73,13 @@ def test_seed003_xor_trains_with_manual_gradients_and_passes_the_gradient_check(
     assert result.accuracies[-1] >= 0.95
 
 
-def test_seed001_three_layer_network_passes_check_gradients():
+def test_tutorial001_three_layer_network_passes_check_gradients():
     report = worked_examples.three_layer_network()
     report.assert_ok()
     assert len(report.rows) == 7  # three (w, b) pairs and the input
 
 
-def test_demo_subcommand_prints_every_seed_example(capsys):
+def test_demo_subcommand_prints_every_tutorial_example(capsys):
     from jaxbp import cli
 
     assert cli.main(["demo", "--xor-epochs", "200"]) == 0

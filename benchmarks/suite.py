@@ -1,21 +1,18 @@
 """Run the benchmark suite: hand-written backward rules against autodiff and PyTorch, every family.
 
-Runs each section of :data:`SECTIONS` whose module exists (``jaxbp/bench/<name>.py``; the
-family sections conv, recurrent and attention join once they land), prints one table of
+Runs each section of :data:`SECTIONS` (``benchmarks/<name>.py``), prints one table of
 training steps (manual vs ``jax.grad`` through the reference vs PyTorch eager) followed by
 the sections' own tables and the issue's targets, and writes ``results/bench/suite-NNN.json``
 (machine, versions, every figure with min and median) and ``suite-NNN.png`` next to it.
 A section that fails is reported in the JSON and the output, and the others still run.
 
-    jaxbp bench [--tiny] [--repeats N] [--sections mlp gradients ...] [--out-dir DIR] [--no-plot]
-    python -m jaxbp.bench  (same options)
+    python -m benchmarks [--tiny] [--repeats N] [--sections mlp gradients ...] [--out-dir DIR] [--no-plot]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 import time
 import traceback
@@ -23,14 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jaxbp.bench._measure import (
-    RESULTS_DIR,
-    format_table,
-    heap_allocations,
-    machine_info,
-    step_table,
-    write_json,
-)
+from benchmarks._heap import heap_allocations
+from benchmarks._machine import machine_info
+from benchmarks._results import RESULTS_DIR, write_json
+from benchmarks._tables import format_table, step_table
 
 __all__ = [
     "SECTIONS",
@@ -45,32 +38,19 @@ __all__ = [
 
 SECTIONS = ("mlp", "conv", "recurrent", "attention", "transformer", "gradients", "scaling", "remat")
 
-# The issue's targets (ratios of medians measured in one process).
+# The targets, judged on the paired / blockwise statistics of one process (see check_targets).
 STEP_RATIO_TARGET, LSTM_STEP_RATIO_TARGET = 1.00, 0.90
 MLP_FWD_BWD_TARGET, MLP_MATMUL_FRACTION_TARGET = 3.0, 0.85
 
 
-def available_sections(names: Sequence[str] = SECTIONS) -> list[str]:
-    """The sections whose module ``jaxbp.bench.<name>`` exists."""
-    return [name for name in names if importlib.util.find_spec(f"jaxbp.bench.{name}") is not None]
-
-
 def run_sections(names: Sequence[str], tiny: bool = False, repeats: int = 10) -> dict[str, dict[str, Any]]:
-    """``{name: result}`` for each section (``{"error": ...}`` where it raised; ``{"skipped": ...}``
-    where its module does not exist); progress goes to stderr."""
+    """``{name: result}`` for each section (``{"error": ...}`` where it raised); progress goes to stderr."""
     results: dict[str, dict[str, Any]] = {}
-    present = set(available_sections(names))
     for name in names:
-        if name not in present:
-            results[name] = {
-                "section": name,
-                "skipped": f"jaxbp/bench/{name}.py does not exist yet",
-            }
-            continue
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         try:
-            result = dict(importlib.import_module(f"jaxbp.bench.{name}").run(tiny=tiny, repeats=repeats))
+            result = dict(importlib.import_module(f"benchmarks.{name}").run(tiny=tiny, repeats=repeats))
         except Exception as error:  # noqa: BLE001 -- a failing section must not take the others down
             traceback.print_exc()
             result = {"section": name, "error": f"{type(error).__name__}: {error}"}
@@ -166,10 +146,10 @@ def report(results: Mapping[str, Mapping[str, Any]], machine: Mapping[str, Any])
         ),
     ]
     for name, result in results.items():
-        if "skipped" in result or "error" in result:
+        if "error" in result:
             lines += [
                 "",
-                f"{name}: {result.get('skipped') or 'ERROR ' + result['error']}",
+                f"{name}: ERROR {result['error']}",
             ]
         elif result.get("rows") and not all("step_ms" in row for row in result["rows"]):
             lines += ["", format_table(result["rows"], title=name)]
@@ -299,7 +279,7 @@ def plot(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     ax.set(title="nn.checkpoint: relative to no remat")
     machine = machine_info()
     fig.suptitle(
-        f"jaxbp bench -- {machine['cpu']} ({machine['threads']} threads), {machine['backend']}, jax {machine['jax']}",
+        f"benchmarks -- {machine['cpu']} ({machine['threads']} threads), {machine['backend']}, jax {machine['jax']}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -309,7 +289,7 @@ def plot(results: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``jaxbp bench``."""
+    """The options of ``python -m benchmarks``."""
     parser.add_argument(
         "--tiny",
         action="store_true",
@@ -342,7 +322,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the chosen sections, print the report, write the JSON and the PNG; 0 unless a section failed."""
     if args.repeats < 1:
         print(
-            f"jaxbp bench: error: --repeats must be >= 1, got {args.repeats}",
+            f"python -m benchmarks: error: --repeats must be >= 1, got {args.repeats}",
             file=sys.stderr,
         )
         return 2
@@ -370,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m jaxbp.bench`` with ``argv`` (default ``sys.argv[1:]``)."""
-    parser = argparse.ArgumentParser(prog="python -m jaxbp.bench", description=__doc__.split("\n\n")[0])
+    """``python -m benchmarks`` with ``argv`` (default ``sys.argv[1:]``)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

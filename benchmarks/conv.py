@@ -3,11 +3,11 @@
 The model is ``models.build_model("resnet", num_outputs=10)`` (stem conv, two stages of one
 residual block of two 3x3 convs, a stride-2 block with a 1x1 projection, global average
 pool, dense; 16 and 32 channels), batch 64 of 8x8x1 images, softmax cross-entropy, float32.
-One row (:func:`jaxbp.bench._measure.compare_training_step`): the manual SGD step against
+One row (:func:`benchmarks._step.compare_training_step`): the manual SGD step against
 ``jax.grad`` through :mod:`jaxbp.reference`, fwd+bwd over fwd, residual and compiled temporary
 bytes, and a PyTorch eager step on the same weights when torch is installed.
 
-Run: ``python -m jaxbp.bench.conv [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.conv [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from benchmarks._section import section_main
+from benchmarks._step import compare_training_step, row_seconds
+from benchmarks._torch import optional_torch, torch_sgd_step
 from jaxbp import data, models, ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main, torch_sgd_step
 from jaxbp.reference.conv import padding_pairs
 
 SHAPES = {"batch": 64, "width": 16}

@@ -4,14 +4,14 @@ The model is the issue's MLP, 784-1024-1024-1024-10 with ReLU, batch 256, softma
 cross-entropy, float32. One row compares (in one process, round-robin):
 
 * the manual SGD step with ``jax.grad`` through :mod:`jaxbp.reference`, fwd+bwd over fwd,
-  residual and compiled temporary bytes (:func:`jaxbp.bench._measure.compare_training_step`);
+  residual and compiled temporary bytes (:func:`benchmarks._step.compare_training_step`);
 * the same step in PyTorch eager on the CPU with the same weights, dtype and thread count;
 * the step's achieved FLOP/s against a large square matmul's, timed round-robin with it.
   The step's matmul FLOPs: forward ``2 B sum(n_in n_out)``, backward ``2 B sum(n_in n_out)``
   for the weight gradients plus ``2 B n_in n_out`` for every input gradient but the first
   layer's (the data needs none); the elementwise work is not counted.
 
-Run: ``python -m jaxbp.bench.mlp [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.mlp [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -24,16 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks._section import section_main
+from benchmarks._step import compare_training_step, row_seconds, sgd_step
+from benchmarks._timing import time_variants
+from benchmarks._torch import optional_torch, torch_sgd_step
 from jaxbp import nn, ops
-from jaxbp.bench._measure import (
-    compare_training_step,
-    optional_torch,
-    row_seconds,
-    section_main,
-    sgd_step,
-    time_variants,
-    torch_sgd_step,
-)
 
 WIDTHS = (784, 1024, 1024, 1024, 10)
 BATCH = 256

@@ -1,13 +1,13 @@
-"""The seeds' worked examples, reproduced with jaxbp's hand-written backward rules.
+"""The tutorial documents' worked examples, reproduced with jaxbp's hand-written backward rules.
 
-* :func:`single_neuron` -- seed 000 §3-4: one sigmoid neuron, MSE, one SGD step.
-* :func:`graph_example` -- seed 000 §10.4: ``y = w x + b``, ``L = (y - 5)^2``.
-* :func:`two_layer_walkthrough` -- seed 002: ReLU hidden layer, sigmoid output,
+* :func:`single_neuron` -- tutorial 000 §3-4: one sigmoid neuron, MSE, one SGD step.
+* :func:`graph_example` -- tutorial 000 §10.4: ``y = w x + b``, ``L = (y - 5)^2``.
+* :func:`two_layer_walkthrough` -- tutorial 002: ReLU hidden layer, sigmoid output,
   squared error, every intermediate of the backward pass written out.
-* :func:`train_xor` -- seed 003: the XOR-like task, 2-8-1 ReLU/sigmoid network,
+* :func:`train_xor` -- tutorial 003: the XOR-like task, 2-8-1 ReLU/sigmoid network,
   binary cross-entropy, full-batch gradient descent (lr 0.5, 1000 epochs), trained
   by a jit-compiled loop that uses only the manual gradients.
-* :func:`three_layer_network` -- seed 001 exercise 5.3: a 3-layer network that
+* :func:`three_layer_network` -- tutorial 001 exercise 5.3: a 3-layer network that
   passes ``check_gradients``.
 
 Each returns plain numbers so the CLI can print them and the tests can check them
@@ -29,7 +29,7 @@ from jaxbp.init import DenseInit, normal, zeros
 
 @dataclasses.dataclass(frozen=True)
 class SingleNeuronStep:
-    """Every quantity of seed 000's single-neuron example."""
+    """Every quantity of tutorial 000's single-neuron example."""
 
     z: float
     y_hat: float
@@ -47,7 +47,7 @@ class SingleNeuronStep:
 def single_neuron(
     x: float = 0.5, y_true: float = 1.0, w: float = 0.2, b: float = 0.1, lr: float = 0.01
 ) -> SingleNeuronStep:
-    """Seed 000: ``z = w x + b``, ``y_hat = sigma(z)``, ``L = 1/2 (y_hat - y_true)^2``.
+    """Tutorial 000: ``z = w x + b``, ``y_hat = sigma(z)``, ``L = 1/2 (y_hat - y_true)^2``.
 
     The gradient is ``jax.grad`` of the loss built from jaxbp ops, i.e. the product of
     the hand-written local derivatives; the chain-rule factors are recomputed from
@@ -81,7 +81,7 @@ def single_neuron(
 
 @dataclasses.dataclass(frozen=True)
 class GraphExample:
-    """Seed 000 §10.4: ``y = w x + b``, ``L = (y - 5)^2`` at x=2, w=3, b=1."""
+    """Tutorial 000 §10.4: ``y = w x + b``, ``L = (y - 5)^2`` at x=2, w=3, b=1."""
 
     y: float
     loss: float
@@ -91,7 +91,7 @@ class GraphExample:
 
 
 def graph_example(x: float = 2.0, w: float = 3.0, b: float = 1.0, target: float = 5.0) -> GraphExample:
-    """``L = (y - target)^2 = 2 * mse(y, target)`` (jaxbp's mse carries the seeds' 1/2)."""
+    """``L = (y - target)^2 = 2 * mse(y, target)`` (jaxbp's mse carries the tutorials' 1/2)."""
     params = {"w": jnp.array([[w]]), "b": jnp.array([b])}
 
     def loss_of(params):
@@ -110,7 +110,7 @@ def graph_example(x: float = 2.0, w: float = 3.0, b: float = 1.0, target: float 
 
 
 def two_layer_walkthrough(x: jax.Array, y: jax.Array, params: tuple[dict, dict]) -> dict[str, jax.Array]:
-    """Seed 002's walkthrough: ``z1 = x W1 + b1, h = relu(z1), z2 = h W2 + b2,
+    """Tutorial 002's walkthrough: ``z1 = x W1 + b1, h = relu(z1), z2 = h W2 + b2,
     y_hat = sigmoid(z2), L = (y_hat - y)^2`` (one example, batch-major rows).
 
     Returns the forward values and ``dL/d*`` for every intermediate, each from the
@@ -145,7 +145,7 @@ def two_layer_walkthrough(x: jax.Array, y: jax.Array, params: tuple[dict, dict])
 
 @dataclasses.dataclass(frozen=True)
 class XorResult:
-    """Seed 003's training run: loss and accuracy every ``report_every`` epochs."""
+    """Tutorial 003's training run: loss and accuracy every ``report_every`` epochs."""
 
     epochs: tuple[int, ...]
     losses: tuple[float, ...]
@@ -153,7 +153,7 @@ class XorResult:
     gradient_report: GradientReport  # manual vs jax.grad vs finite differences at step 0
 
 
-XOR_INIT = DenseInit(normal(0.5), zeros())  # the seed's randn * 0.5 weights, zero biases
+XOR_INIT = DenseInit(normal(0.5), zeros())  # tutorial 003's randn * 0.5 weights, zero biases
 
 
 def xor_network() -> nn.Layer:
@@ -167,7 +167,7 @@ def train_xor(
     """Full-batch gradient descent on the XOR-like task with manual gradients only.
 
     The loss is ``binary_cross_entropy_with_logits`` on the network's output, whose
-    hand-written backward is the seed's "lucky cancellation" ``y_hat - y``.
+    hand-written backward is tutorial 003's "lucky cancellation" ``y_hat - y``.
     """
     x_np, y_np = data.xor(num_samples, seed=seed)
     x, y = jnp.asarray(x_np), jnp.asarray(y_np)
@@ -198,7 +198,7 @@ def train_xor(
 
 
 def three_layer_network(seed: int = 0) -> GradientReport:
-    """Seed 001 exercise 5.3: a 3-layer tanh network with softmax cross-entropy,
+    """Tutorial 001 exercise 5.3: a 3-layer tanh network with softmax cross-entropy,
     checked against ``jax.grad`` through the reference and finite differences."""
     network = models.mlp([6, 5, 3], "tanh")
     key_params, key_x, key_y = jax.random.split(jax.random.key(seed), 3)

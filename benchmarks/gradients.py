@@ -12,7 +12,7 @@ first ``MAX_COORDINATES`` coordinates and scaled by ``n / MAX_COORDINATES`` (the
 ``coordinates_timed``); the full 10^5-parameter gradient would take minutes on a shared CPU.
 The slopes of ``log t`` against ``log n`` are fitted by least squares.
 
-Run: ``python -m jaxbp.bench.gradients [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.gradients [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxbp.bench._measure import section_main, time_variants
-from jaxbp.bench.mlp import mlp_problem
+from benchmarks._section import section_main
+from benchmarks._timing import time_variants
+from benchmarks.mlp import mlp_problem
 from jaxbp.gradcheck import relative_error
 
 INPUTS, OUTPUTS, BATCH = 16, 4, 16

@@ -15,7 +15,7 @@ Columns: median step times, saved residual bytes of the attention function
 (``compiled.memory_analysis()``). Issue targets at T = 2048: residual bytes >= 8x less
 and temporary bytes >= 4x less than the reference; not slower than it at T >= 1024.
 
-Run: ``python -m jaxbp.bench.attention [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.attention [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks._memory import memory_of
+from benchmarks._section import section_main
+from benchmarks._timing import time_beside_torch
+from benchmarks._torch import optional_torch
 from jaxbp import ops
-from jaxbp.bench._measure import (
-    memory_of,
-    optional_torch,
-    residual_bytes,
-    section_main,
-    time_beside_torch,
-)
+from jaxbp.diagnostics import residual_bytes
 from jaxbp.gradcheck import relative_error
 from jaxbp.reference.attention import attention as plain_attention
 

@@ -3,14 +3,14 @@
 The issue's model: :func:`jaxbp.models.transformer.transformer_lm` (2 pre-layer-norm blocks,
 dim 64, 4 heads, causal blocked attention, GELU MLP) on T = 256 tokens of a 65-symbol
 vocabulary, batch 8, float32, loss ``softmax_cross_entropy(logits, next_ids)``. The row
-(one process, round-robin, see :func:`jaxbp.bench._measure.compare_training_step`): the
+(one process, round-robin, see :func:`benchmarks._step.compare_training_step`): the
 manual SGD step against ``jax.grad`` through the reference (custom rules stripped: plain
 softmax(QKᵀ)V attention, whose autodiff keeps the T×T matrices), fwd+bwd over fwd, saved
 residual and compiled temporary bytes; then, when torch is installed, the same model with the
 same weights in PyTorch eager (:func:`torch_transformer_step`: ``F.scaled_dot_product_attention``
 with ``is_causal=True``, PyTorch's fused attention, which is what a PyTorch user would write).
 
-Run: ``python -m jaxbp.bench.transformer [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.transformer [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from benchmarks._section import section_main
+from benchmarks._step import compare_training_step, row_seconds
+from benchmarks._torch import optional_torch, torch_sgd_step
 from jaxbp import ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main, torch_sgd_step
 from jaxbp.models.transformer import transformer_lm
 
 SHAPES = {"batch": 8, "time": 256, "vocab": 65, "dim": 64, "depth": 2, "heads": 4, "block_size": 64}

@@ -2,12 +2,12 @@
 
 The issue's shapes: batch 32, T = 100, input 64, hidden 256, float32, loss
 ``mse(hs, targets)`` over every step's output. Each row (one process, round-robin, see
-:func:`jaxbp.bench._measure.compare_training_step`): the manual SGD step against
+:func:`benchmarks._step.compare_training_step`): the manual SGD step against
 ``jax.grad`` through the reference scan (the same forward, custom rules stripped),
 fwd+bwd over fwd, saved residual bytes and compiled temporary bytes, and PyTorch's fused
 CPU ``torch.nn.LSTM`` / ``torch.nn.GRU`` step with the same weights when torch is installed.
 
-Run: ``python -m jaxbp.bench.recurrent [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.recurrent [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from benchmarks._section import section_main
+from benchmarks._step import compare_training_step, row_seconds
+from benchmarks._torch import optional_torch
 from jaxbp import nn, ops
-from jaxbp.bench._measure import compare_training_step, optional_torch, row_seconds, section_main
 
 SHAPES = {"batch": 32, "time": 100, "features": 64, "hidden": 256}
 TINY_SHAPES = {"batch": 2, "time": 5, "features": 3, "hidden": 4}

@@ -7,7 +7,7 @@ dominates at the small end). Both the manual step and autodiff through the refer
 are timed round-robin at every point. Batch sweep: 784-512-512-512-10; depth sweep:
 784 inputs, ``depth`` hidden layers of 512, batch 128; ReLU, softmax cross-entropy.
 
-Run: ``python -m jaxbp.bench.scaling [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.scaling [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-from jaxbp.bench._measure import section_main, sgd_step, time_variants
-from jaxbp.bench.gradients import fitted_slope
-from jaxbp.bench.mlp import mlp_problem
+from benchmarks._section import section_main
+from benchmarks._step import sgd_step
+from benchmarks._timing import time_variants
+from benchmarks.gradients import fitted_slope
+from benchmarks.mlp import mlp_problem
 from jaxbp.gradcheck import strip_custom_vjps
 
 INPUTS, WIDTH, CLASSES = 784, 512, 10

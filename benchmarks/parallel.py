@@ -11,7 +11,7 @@ they **share the same cores**, so the figure shows the cost of partitioning (spl
 batch, all-reducing the gradients), not a speed-up. On a machine with several GPUs the
 same command measures real data parallelism.
 
-Run: ``python -m jaxbp.bench.parallel [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.parallel [--tiny] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxbp.bench._measure import section_main, time_variants
-from jaxbp.bench.mlp import BATCH, TINY_BATCH, TINY_WIDTHS, WIDTHS, mlp
+from benchmarks._section import section_main
+from benchmarks._timing import time_variants
+from benchmarks.mlp import BATCH, TINY_BATCH, TINY_WIDTHS, WIDTHS, mlp
 
 FORCED_HOST_DEVICES = 4
 SHARED_CORES_NOTE = (

@@ -14,25 +14,24 @@ of ``segment`` consecutive layers. For each variant:
 * ``max_rel_grad_diff`` -- the largest difference from the gradient without remat relative
   to each leaf's largest entry (0 = bitwise identical; ~1e-7 = float32 rounding).
 
-Run: ``python -m jaxbp.bench.remat [--tiny] [--repeats N]``.
+Run: ``python -m benchmarks.remat [--tiny] [--repeats N] [--depth D --width W --batch B --segments S ...]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 
+from benchmarks._memory import memory_of
+from benchmarks._section import section_main
+from benchmarks._step import max_relative_difference
+from benchmarks._timing import time_variants
 from jaxbp import nn, ops
-from jaxbp.bench._measure import (
-    max_relative_difference,
-    memory_of,
-    residual_bytes,
-    section_main,
-    time_variants,
-)
+from jaxbp.diagnostics import residual_bytes
 
 NUM_CLASSES = 10
 DEPTH, WIDTH, BATCH, SEGMENTS = 32, 128, 2048, (1, 2, 4, 8)
@@ -116,13 +115,37 @@ def measure(
     }
 
 
-def run(tiny: bool = False, repeats: int = 10) -> dict[str, Any]:
-    """The section at its default sizes (``DEPTH``, ``WIDTH``, ``BATCH``, ``SEGMENTS``)."""
-    return measure(*(TINY if tiny else (DEPTH, WIDTH, BATCH, SEGMENTS)), repeats=repeats)
+def run(
+    tiny: bool = False,
+    repeats: int = 10,
+    depth: int | None = None,
+    width: int | None = None,
+    batch: int | None = None,
+    segments: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """The section at its default sizes (``DEPTH``, ``WIDTH``, ``BATCH``, ``SEGMENTS``; ``TINY``
+    with ``tiny``), any of them overridden."""
+    default_depth, default_width, default_batch, default_segments = TINY if tiny else (DEPTH, WIDTH, BATCH, SEGMENTS)
+    depth = default_depth if depth is None else depth
+    width = default_width if width is None else width
+    batch = default_batch if batch is None else batch
+    segments = tuple(default_segments if segments is None else segments)
+    if min(depth, width, batch, *segments) < 1:
+        raise ValueError(
+            f"remat: depth, width, batch and every segment must be >= 1, got {depth, width, batch, segments}"
+        )
+    return measure(depth, width, batch, segments, repeats=repeats)
+
+
+def _sizes(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--depth", type=int, default=None, help=f"layers (default: {DEPTH})")
+    parser.add_argument("--width", type=int, default=None, help=f"units per layer (default: {WIDTH})")
+    parser.add_argument("--batch", type=int, default=None, help=f"batch size (default: {BATCH})")
+    parser.add_argument("--segments", type=int, nargs="+", default=None, help=f"segment sizes (default: {SEGMENTS})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return section_main("remat", run, argv)
+    return section_main("remat", run, argv, add_options=_sizes)
 
 
 if __name__ == "__main__":
