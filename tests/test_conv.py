@@ -355,7 +355,7 @@ TRANSPOSE_PARAMS = {"w": jnp.ones((3, 3, 2, 4)), "b": jnp.ones(2)}  # maps 4 cha
             ValueError,
             r"conv2d: groups=2 does not divide the 3 output channels",
         ),
-        (lambda: ops.conv2d(GOOD_PARAMS, GOOD_X, groups=0), ValueError, r"conv2d: groups must be an int >= 1"),
+        (lambda: ops.conv2d(GOOD_PARAMS, GOOD_X, groups=0), ValueError, r"conv2d: groups must be a positive int"),
         (
             lambda: ops.conv2d({"w": jnp.ones((3, 3, 2, 4)), "b": jnp.ones(3)}, GOOD_X),
             ValueError,

@@ -379,7 +379,7 @@ def test_evaluate_matches_a_numpy_computation():
 
 
 def test_config_and_optimizer_validation():
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
         train.TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         train.TrainConfig(optimizer="rmsprop")

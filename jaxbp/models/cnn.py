@@ -23,6 +23,7 @@ import itertools
 
 from jaxbp import nn
 from jaxbp.models._registry import register_model
+from jaxbp.validation import positive_int
 
 
 def conv_net(
@@ -36,9 +37,10 @@ def conv_net(
     batch_norm: bool = False,
 ) -> nn.Layer:
     """The skeleton of the module docstring: a ResNet when ``skip``, else a plain CNN of the same depth."""
-    for name, value in (("blocks", blocks), ("stages", stages), ("width", width), ("num_outputs", num_outputs)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"conv_net: {name} must be an int >= 1, got {value!r}")
+    blocks, stages, width, num_outputs = (
+        positive_int("conv_net", name, value)
+        for name, value in (("blocks", blocks), ("stages", stages), ("width", width), ("num_outputs", num_outputs))
+    )
     taps = (f"z{l}" for l in itertools.count(1))
 
     def conv(channels: int, stride: int = 1) -> list[nn.Layer]:

@@ -9,6 +9,7 @@ from jaxbp import nn
 from jaxbp.core import static_float
 from jaxbp.init import DenseInit, Initializer
 from jaxbp.models._registry import register_model
+from jaxbp.validation import positive_int, static_bool, static_int
 
 
 def mlp(
@@ -33,11 +34,10 @@ def mlp(
     (after its tap) and the activation, making the network stateful;
     ``dropout_rate > 0`` adds a :func:`jaxbp.nn.dropout` after each hidden activation.
     """
-    sizes = list(sizes)
-    if not sizes or any(not isinstance(s, int) or s <= 0 for s in sizes):
-        raise ValueError(f"mlp: sizes must be a non-empty list of positive ints, got {sizes}")
-    if not isinstance(batch_norm, bool):
-        raise TypeError(f"mlp: batch_norm must be a bool, got {batch_norm!r}")
+    sizes = [positive_int("mlp", f"sizes[{index}]", size) for index, size in enumerate(sizes)]
+    if not sizes:
+        raise ValueError("mlp: sizes must be a non-empty list of positive ints, got []")
+    batch_norm = static_bool("mlp", "batch_norm", batch_norm)
     dropout_rate = static_float("mlp", "dropout_rate", dropout_rate, minimum=0.0, maximum=1.0, include_maximum=False)
 
     def hidden(layer: int) -> nn.Layer:
@@ -73,8 +73,7 @@ def build_mlp(
     ``residual`` turns every hidden layer after the first into ``x + act(dense(x))``;
     ``batch_norm`` and ``dropout`` (a rate in [0, 1)) go to :func:`mlp`.
     """
-    if not isinstance(depth, int) or depth < 0:
-        raise ValueError(f"mlp: depth (number of hidden layers) must be an int >= 0, got {depth!r}")
+    depth = static_int("mlp", "depth (number of hidden layers)", depth, minimum=0)
     return mlp(
         [width] * depth + [num_outputs], activation, init,
         residual_blocks=residual, batch_norm=batch_norm, dropout_rate=dropout,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from jaxbp import nn
 from jaxbp.models._registry import register_model
+from jaxbp.validation import positive_int
 
 
 def language_model(
@@ -20,8 +21,7 @@ def language_model(
     forget_bias: float = 1.0,
 ) -> nn.Layer:  # fmt: skip
     """Embedding, ``layers`` recurrent layers of ``cell`` ("rnn", "lstm", "gru"), a dense readout per step."""
-    if not isinstance(layers, int) or layers < 1:
-        raise ValueError(f"{cell}: layers must be an int >= 1, got {layers!r}")
+    layers = positive_int(cell, "layers", layers)
     stack: list[nn.Layer] = [nn.embedding(vocabulary, embedding_dim)]
     for index in range(1, layers + 1):
         recurrent = nn.lstm(hidden, forget_bias=forget_bias) if cell == "lstm" else getattr(nn, cell)(hidden)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from jaxbp import nn
 from jaxbp.models._registry import register_model
 from jaxbp.ops.attention import DEFAULT_BLOCK_SIZE
+from jaxbp.validation import positive_int
 
 
 def transformer_lm(
@@ -28,9 +29,10 @@ def transformer_lm(
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> nn.Layer:
     """The decoder-only language model of the module docstring (causal attention, learned positions)."""
-    for name, value in (("vocab_size", vocab_size), ("dim", dim), ("depth", depth)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"transformer_lm: {name} must be a positive int, got {value!r}")
+    vocab_size, dim, depth = (
+        positive_int("transformer_lm", name, value)
+        for name, value in (("vocab_size", vocab_size), ("dim", dim), ("depth", depth))
+    )
     blocks = [
         nn.transformer_block(num_heads, mlp_ratio=mlp_ratio, kv_heads=kv_heads, causal=True, block_size=block_size)
         for _ in range(depth)

@@ -22,14 +22,9 @@ from jaxbp.nn._contract import Layer, Params, State
 from jaxbp.nn._dense import dense, require_features
 from jaxbp.nn._normalization import layer_norm
 from jaxbp.ops.attention import DEFAULT_BLOCK_SIZE
+from jaxbp.validation import positive_int
 
 _PROJECTIONS = ("q", "k", "v", "out")
-
-
-def _positive_int(op: str, name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
-    return value
 
 
 def _sequence_shape(op: str, input_shape: Shape) -> Shape:
@@ -57,12 +52,12 @@ def multi_head_attention(
     (grouped-query attention).
     """
     op = "multi_head_attention"
-    num_heads = _positive_int(op, "num_heads", num_heads)
-    kv_heads = num_heads if kv_heads is None else _positive_int(op, "kv_heads", kv_heads)
+    num_heads = positive_int(op, "num_heads", num_heads)
+    kv_heads = num_heads if kv_heads is None else positive_int(op, "kv_heads", kv_heads)
     if num_heads % kv_heads:
         raise ValueError(f"{op}: kv_heads ({kv_heads}) must divide num_heads ({num_heads})")
     if head_dim is not None:
-        _positive_int(op, "head_dim", head_dim)
+        positive_int(op, "head_dim", head_dim)
 
     def init_fn(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
         input_shape = _sequence_shape(op, input_shape)
@@ -105,7 +100,7 @@ def transformer_block(
 
     The MLP widths follow the input's ``D``, known at ``init``.
     """
-    mlp_ratio = _positive_int("transformer_block", "mlp_ratio", mlp_ratio)
+    mlp_ratio = positive_int("transformer_block", "mlp_ratio", mlp_ratio)
     attention = multi_head_attention(num_heads, kv_heads=kv_heads, causal=causal, block_size=block_size)
 
     def block(features: int) -> Layer:
@@ -132,7 +127,7 @@ def position_embedding(max_length: int, stddev: float = 0.02) -> Layer:
     ``params = {"w": (max_length, D)}`` drawn from ``N(0, stddev^2)``; the lookup is
     :func:`jaxbp.ops.embedding` of the positions ``0..T-1``, so ``dw[t] = sum_b dy[b, t]``.
     """
-    max_length = _positive_int("position_embedding", "max_length", max_length)
+    max_length = positive_int("position_embedding", "max_length", max_length)
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
         input_shape = _sequence_shape("position_embedding", input_shape)

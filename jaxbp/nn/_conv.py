@@ -12,6 +12,7 @@ from jaxbp import ops
 from jaxbp.core import Array, Shape
 from jaxbp.init import DenseInit, Initializer, dense_init
 from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.validation import positive_int
 
 
 def _output_shape(op: Callable, params: Params, input_shape: Shape, options: dict) -> Shape:
@@ -30,8 +31,7 @@ def _conv_layer(
     options: dict[str, Any],
     transposed: bool = False,
 ) -> Layer:
-    if not isinstance(out_channels, int) or isinstance(out_channels, bool) or out_channels <= 0:
-        raise ValueError(f"{name}: out_channels must be a positive int, got {out_channels!r}")
+    out_channels = positive_int(name, "out_channels", out_channels)
     kernel = (kernel_size,) * num_spatial if isinstance(kernel_size, int) else tuple(kernel_size)
     if len(kernel) != num_spatial or not all(isinstance(k, int) and k > 0 for k in kernel):
         raise ValueError(f"{name}: kernel_size must be a positive int or {num_spatial} of them, got {kernel_size!r}")

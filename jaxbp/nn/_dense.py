@@ -10,6 +10,7 @@ from jaxbp import ops
 from jaxbp.core import Array, Shape
 from jaxbp.init import DenseInit, Initializer, dense_init
 from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.validation import positive_int
 
 
 def require_features(op: str, input_shape: Shape) -> int:
@@ -25,8 +26,7 @@ def dense(out_features: int, init: str | DenseInit | Initializer = "glorot_norma
     ``init`` is a scheme name from :func:`jaxbp.init.weight_schemes`, a weight
     initializer (zero bias) or a :class:`jaxbp.init.DenseInit` (weights and bias).
     """
-    if not isinstance(out_features, int) or isinstance(out_features, bool) or out_features <= 0:
-        raise ValueError(f"dense: out_features must be a positive int, got {out_features!r}")
+    out_features = positive_int("dense", "out_features", out_features)
     scheme = dense_init(init)
 
     def init_fn(key: Array, input_shape: Shape) -> tuple[Params, Shape]:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from jaxbp import ops
 from jaxbp.core import Array, Shape, static_float
 from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.validation import positive_int
 
 
 def embedding(vocabulary_size: int, dim: int, *, stddev: float = 1.0) -> Layer:
@@ -17,9 +18,8 @@ def embedding(vocabulary_size: int, dim: int, *, stddev: float = 1.0) -> Layer:
 
     Input: integer ids of any shape; output ``ids.shape + (dim,)`` (:func:`jaxbp.ops.embedding`).
     """
-    for name, value in (("vocabulary_size", vocabulary_size), ("dim", dim)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"embedding: {name} must be a positive int, got {value!r}")
+    vocabulary_size = positive_int("embedding", "vocabulary_size", vocabulary_size)
+    dim = positive_int("embedding", "dim", dim)
     stddev = static_float("embedding", "stddev", stddev, minimum=0.0)
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:

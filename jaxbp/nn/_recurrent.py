@@ -24,6 +24,7 @@ from jaxbp import ops
 from jaxbp.core import Array, Shape, choose, static_float
 from jaxbp.init import orthogonal
 from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.validation import positive_int, static_bool
 
 # cell name -> (the op, number of gates, bias names)
 CELLS: dict[str, tuple[Callable, int, tuple[str, ...]]] = {
@@ -55,10 +56,8 @@ def _init_params(cell: str, key: Array, features: int, hidden: int, w_hh_init: s
 
 def _recurrent(cell: str, hidden_size: int, return_sequences: bool, w_hh_init: str, forget_bias: float | None) -> Layer:
     op = CELLS[cell][0]
-    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size <= 0:
-        raise ValueError(f"{cell}: hidden_size must be a positive int, got {hidden_size!r}")
-    if not isinstance(return_sequences, bool):
-        raise TypeError(f"{cell}: return_sequences must be a bool, got {return_sequences!r}")
+    hidden_size = positive_int(cell, "hidden_size", hidden_size)
+    return_sequences = static_bool(cell, "return_sequences", return_sequences)
     choose(cell, "w_hh_init", w_hh_init, dict.fromkeys(W_HH_INITS))
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:

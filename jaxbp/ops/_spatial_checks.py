@@ -12,6 +12,7 @@ from typing import Any
 
 from jaxbp.core import Array, as_float_array, require_rank
 from jaxbp.reference.conv import Pairs, output_size, padding_pairs
+from jaxbp.validation import positive_int
 
 
 def spatial_ints(op: str, name: str, value: Any, num_spatial: int, minimum: int = 1) -> tuple[int, ...]:
@@ -98,8 +99,7 @@ def checked_params(op: str, params: Any, x: Any, num_spatial: int) -> tuple[Arra
 
 
 def check_groups(op: str, groups: Any, x: Array) -> int:
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{op}: groups must be an int >= 1, got {groups!r}")
+    groups = positive_int(op, "groups", groups)
     if x.shape[-1] % groups:
         raise ValueError(f"{op}: groups={groups} does not divide the {x.shape[-1]} channels of x {tuple(x.shape)}")
     return groups

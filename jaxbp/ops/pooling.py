@@ -42,6 +42,7 @@ from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op
 from jaxbp.ops._spatial_checks import check_padding, require_windows_fit, spatial_ints
 from jaxbp.reference.conv import Pairs
 from jaxbp.reference.pooling import pool_geometry, window_counts, window_sum
+from jaxbp.validation import static_bool
 
 
 class MaxPoolResiduals(NamedTuple):
@@ -244,8 +245,7 @@ def avg_pool2d(
     Returns:
       ``(N, H', W', C)``.
     """
-    if not isinstance(count_include_pad, bool):
-        raise TypeError(f"avg_pool2d: count_include_pad must be a bool, got {count_include_pad!r}")
+    count_include_pad = static_bool("avg_pool2d", "count_include_pad", count_include_pad)
     x, window, stride, pads = _checked_pool_args("avg_pool2d", x, window, stride, padding)
     return _avg_pool(x, window, stride, pads, count_include_pad, tuple(x.shape[1:3]))
 

@@ -35,13 +35,13 @@ def elu(x: Array, alpha: float = 1.0) -> Array:
     return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.where(x > 0, jnp.zeros_like(x), x)))
 
 
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_TANH_COEFFICIENT = 0.044715
 
 
 def gelu(x: Array, approximate: bool = False) -> Array:
     """GELU: x * Phi(x) (exact, erf form) or its tanh approximation."""
     if approximate:
-        inner = _SQRT_2_OVER_PI * (x + GELU_TANH_COEFFICIENT * x**3)
+        inner = SQRT_2_OVER_PI * (x + GELU_TANH_COEFFICIENT * x**3)
         return 0.5 * x * (1 + jnp.tanh(inner))
     return 0.5 * x * (1 + lax.erf(x / math.sqrt(2.0)))

@@ -65,6 +65,7 @@ from jaxbp.train._parallel import (
     shard_state,
 )
 from jaxbp.train._step import SHUFFLE, Batch, StepMetrics, TrainState, evaluate, init_train_state, make_train_step
+from jaxbp.validation import positive_int, static_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +87,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "accumulate", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig: {name} must be an int >= 1, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"TrainConfig: seed must be an int >= 0, got {self.seed!r}")
+            positive_int("TrainConfig", name, getattr(self, name))
+        static_int("TrainConfig", "seed", self.seed, minimum=0)
         # Names are looked up once, here; fit and the step use the resolved objects.
         resolved = {
             "_optimizer": make_optimizer(

@@ -11,6 +11,7 @@ import optax
 
 from jaxbp import ops
 from jaxbp.core import Array, choose
+from jaxbp.validation import positive_int
 
 
 def _softmax_accuracy(logits: Array, labels: Array) -> Array:
@@ -83,8 +84,7 @@ def make_optimizer(
         raise ValueError(f"make_optimizer: learning_rate must be > 0, got {learning_rate!r}")
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"make_optimizer: clip_norm must be > 0 or None, got {clip_norm!r}")
-    if not isinstance(accumulate, int) or accumulate < 1:
-        raise ValueError(f"make_optimizer: accumulate must be an int >= 1, got {accumulate!r}")
+    accumulate = positive_int("make_optimizer", "accumulate", accumulate)
     clip = [optax.clip_by_global_norm(clip_norm)] if clip_norm is not None else []
     tx = optax.chain(*clip, _OPTIMIZERS[name](learning_rate))
     if accumulate > 1:

@@ -48,6 +48,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxbp.validation import optional_positive_int
+
 __all__ = [
     "DataParallel",
     "check_batch_size",
@@ -114,10 +116,7 @@ def data_parallel(
             raise TypeError(
                 f"data_parallel: devices must be a count, a non-empty sequence of jax devices or None, got {devices!r}"
             )
-    if shard_weights_from is not None and (
-        isinstance(shard_weights_from, bool) or not isinstance(shard_weights_from, int) or shard_weights_from < 1
-    ):
-        raise ValueError(f"data_parallel: shard_weights_from must be an int >= 1 or None, got {shard_weights_from!r}")
+    shard_weights_from = optional_positive_int("data_parallel", "shard_weights_from", shard_weights_from)
     return DataParallel(Mesh(np.array(chosen), (BATCH_AXIS,)), shard_weights_from)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxbp.core import Array
+from jaxbp.validation import positive_int
 
 ChunkLoss = Callable[[Any, Any, Any, Any], tuple[Array, Any]]
 
@@ -35,8 +36,7 @@ class ChunkGradients(NamedTuple):
 
 def _chunked(caller: str, tree: Any, chunk_length: int) -> tuple[Any, int]:
     """Leaves ``(B, T, ...)`` -> ``(T / k, B, k, ...)``: the scan runs over the chunk axis."""
-    if not isinstance(chunk_length, int) or isinstance(chunk_length, bool) or chunk_length <= 0:
-        raise ValueError(f"{caller}: chunk_length must be a positive int, got {chunk_length!r}")
+    chunk_length = positive_int(caller, "chunk_length", chunk_length)
     leaves = jax.tree_util.tree_leaves(tree)
     time = {int(leaf.shape[1]) if leaf.ndim >= 2 else -1 for leaf in leaves}
     if len(time) != 1 or -1 in time:
