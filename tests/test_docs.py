@@ -20,6 +20,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import jax
 import pytest
@@ -82,12 +83,14 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
         pytest.skip(f"{page} needs {', '.join(missing)} (pip install -e '.[interop]')")
     monkeypatch.chdir(tmp_path)  # anything an example writes lands in a scratch folder
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace: dict = {"__name__": "__docs__"}
+    # a real module, so that classes defined on a page (dataclasses, equinox modules) find it
+    module = types.ModuleType("__docs_page__")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
     x64 = jax.config.jax_enable_x64
     try:
         for line, code in blocks:
             # pad with newlines so a traceback names the line of the .md file
-            exec(compile("\n" * (line - 1) + code, str(DOCS / page), "exec"), namespace)
+            exec(compile("\n" * (line - 1) + code, str(DOCS / page), "exec"), module.__dict__)
     finally:
         jax.config.update("jax_enable_x64", x64)  # a page that flips the flag does not leak it
 
