@@ -2,7 +2,8 @@
 
 * ``mkdocs build --strict`` (mkdocs.yml sets every link/nav check to warn, and strict
   mode turns a warning into a failure): broken links, pages missing from the nav and
-  docstrings mkdocstrings cannot render fail here.
+  docstrings mkdocstrings cannot render fail here; and each API page shows every name in
+  its module's ``__all__``.
 * Every fenced block opened with exactly three backticks and ``python`` on every page
   under docs/ runs, top to bottom, in one namespace per page, from a scratch directory.
   A block that is only a fragment is opened with ``python title="fragment"`` and is not
@@ -14,6 +15,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import pathlib
@@ -69,7 +71,14 @@ def test_site_builds_in_strict_mode_without_warnings(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "WARNING" not in output, output
-    assert (tmp_path / "site" / "api" / "ops" / "index.html").is_file()
+    for page in sorted((DOCS / "api").glob("*.md")):
+        if page.stem == "index":
+            continue
+        module = importlib.import_module(f"jaxbp.{page.stem}")
+        html = (tmp_path / "site" / "api" / page.stem / "index.html").read_text()
+        rendered = {anchor.rsplit(".", 1)[-1] for anchor in re.findall(rf'id="jaxbp\.{page.stem}\.([\w.]+)"', html)}
+        missing = sorted(set(getattr(module, "__all__", ())) - rendered)
+        assert not missing, f"docs/api/{page.name} does not show jaxbp.{page.stem}.{missing}"
 
 
 @pytest.mark.parametrize("page", PAGES)
