@@ -19,10 +19,9 @@ def heap_allocations() -> int | None:
     Why: XLA:CPU allocates a program's temporary memory as one buffer per call (43 MiB for the
     transformer step). Above glibc's mmap threshold (128 KiB, raised as big buffers are freed,
     but never past 32 MiB) each such buffer is a fresh ``mmap`` whose pages fault in on first
-    touch, on every step. The same transformer step took 45-63 ms in a fresh process, 39 ms
-    after the suite's earlier sections had happened to leave the heap large, and 29-35 ms with
-    this setting; it applies to PyTorch's CPU allocations as well. So timings no longer depend
-    on what ran before them.
+    touch, on every step, so a step's time depended on what had run before it in the process
+    (the README's Performance section has the measurements). Serving them from the heap
+    removes that dependence, for PyTorch's CPU allocations as well.
     """
     global _heap_threshold
     import ctypes

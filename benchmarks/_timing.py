@@ -75,8 +75,8 @@ def time_variants(
     shared by all. Results are JAX-synchronised (``block_until_ready``).
 
     ``min_seconds > 0``: one untimed probe round after the warm-up, and then as many rounds
-    as fill ``min_seconds`` if that is more than ``repeats`` -- a 5 ms step gets hundreds of
-    rounds, enough for its paired ratio to resolve 1-2% (20 rounds left +-4% on the ResNet).
+    as fill ``min_seconds`` if that is more than ``repeats``: a millisecond step gets hundreds
+    of rounds, which a paired ratio needs to resolve differences of a few percent.
     """
     if repeats < 1 or warmup < 0 or min_seconds < 0:
         raise ValueError(

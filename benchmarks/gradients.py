@@ -1,6 +1,6 @@
 """Backprop against numerical gradients: time to the full gradient as the parameter count grows.
 
-Seed 001's point: central differences need ``2 n`` forward passes for ``n`` parameters,
+Tutorial 001's point: central differences need ``2 n`` forward passes for ``n`` parameters,
 each costing ``O(n)``, so the numerical gradient costs ``O(n^2)``; backpropagation costs a
 small constant times one forward pass, ``O(n)``. The model is a one-hidden-layer tanh MLP
 (16 inputs, ``h`` hidden units, 4 outputs, batch 16, ``n = 21 h + 4`` parameters) with a

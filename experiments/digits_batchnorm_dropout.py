@@ -68,7 +68,7 @@ def train_and_evaluate(
         key, step_key = jax.random.split(key)  # a fresh dropout key every step; the next one comes back
 
         def loss_fn(params):
-            logits, new_state = net.apply(params, x, state=state, key=step_key, train=True)
+            logits, new_state = net.forward(params, x, state, key=step_key, train=True)
             return ops.softmax_cross_entropy(logits, y), new_state
 
         (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -77,7 +77,7 @@ def train_and_evaluate(
 
     @functools.partial(jax.jit, static_argnames="train")
     def correct(params, state, key, x, y, *, train):
-        logits, _ = net.apply(params, x, state=state, key=key, train=train)
+        logits, _ = net.forward(params, x, state, key=key, train=train)
         return jnp.sum(jnp.argmax(logits, axis=-1) == y)
 
     state, key, steps, losses = initial_state, dropout_key, 0, []

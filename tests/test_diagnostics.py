@@ -32,18 +32,11 @@ def _data(seed: int = 0):
 def _reference_gradients(network, params, x, y, *, state=None, train=False):
     """(dL/dparams, {tap: dL/dtap}) by jax.grad through the reference math."""
     record = {}
-    if nn.is_stateful(network):
-        network.apply(params, x, state=state, train=train, record=record)
-    else:
-        network.apply(params, x, train=train, record=record)
+    network.apply(params, x, state=state, train=train, record=record)
     zeros = {name: jnp.zeros_like(z) for name, z in record.items()}
 
     def loss_of(params, taps):
-        if nn.is_stateful(network):
-            outputs, _ = network.apply(params, x, state=state, train=train, taps=taps)
-        else:
-            outputs = network.apply(params, x, train=train, taps=taps)
-        return ops.softmax_cross_entropy(outputs, y)
+        return ops.softmax_cross_entropy(network.apply(params, x, state=state, train=train, taps=taps), y)
 
     return jax.jit(jax.grad(strip_custom_vjps(loss_of), argnums=(0, 1)))(params, zeros)
 
@@ -78,8 +71,8 @@ def test_delta_and_weight_gradients_equal_reference(x64, architecture):
     network = models.mlp(sizes, **kwargs)
     params, _ = network.init(jax.random.PRNGKey(1), (BATCH, IN_FEATURES))
     x, y = _data()
-    stateful = nn.is_stateful(network)
-    state = network.init_state(params) if stateful else None
+    stateful = bool(jax.tree_util.tree_leaves(network.init_state(params)))  # batch norm's running statistics
+    state = network.init_state(params)
     activation = None if stateful else kwargs["activation_name"]  # batch norm: the tap is not the activation's input
     stats = diagnostics.gradient_statistics(
         network, params, x, y, ops.softmax_cross_entropy, activation=activation, state=state, train=stateful
@@ -93,9 +86,7 @@ def test_delta_and_weight_gradients_equal_reference(x64, architecture):
     np.testing.assert_allclose(np.asarray(stats.weight_grad_norm), [_norm(d["w"]) for d in dense], rtol=1e-10)
     np.testing.assert_allclose(np.asarray(stats.bias_grad_norm), [_norm(d["b"]) for d in dense], rtol=1e-10, atol=1e-14)
     reference_loss = strip_custom_vjps(
-        lambda p: ops.softmax_cross_entropy(
-            network.apply(p, x, state=state, train=True)[0] if stateful else network.apply(p, x), y
-        )
+        lambda p: ops.softmax_cross_entropy(network.apply(p, x, state=state, train=stateful), y)
     )(params)
     np.testing.assert_allclose(float(stats.loss), float(reference_loss), rtol=1e-12)
 
@@ -205,7 +196,9 @@ def test_weighted_layer_params_in_forward_order():
 
 def test_weighted_layers_are_found_by_kind_not_by_params_keys():
     """A layer whose params happen to be {"w", "b"} but is not a weighted kind is not paired with a tap."""
-    impostor = nn.stateless(lambda key, shape: ({"w": jnp.ones(()), "b": jnp.zeros(())}, shape), lambda p, x, **kw: x)
+    impostor = nn.stateless(
+        lambda key, shape: ({"w": jnp.ones(()), "b": jnp.zeros(())}, shape), lambda p, x, **kw: x, nn.of_kind("scale")
+    )
     network = nn.serial(nn.dense(4), nn.tap("z1"), impostor, nn.dense(CLASSES), nn.tap("z2"))
     params, _ = network.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
     assert [d["w"].shape for d in diagnostics.weighted_layer_params(network, params)] == [
@@ -233,9 +226,9 @@ def test_bad_input_is_rejected_with_clear_errors():
     params, _ = network.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
     with pytest.raises(ValueError, match="no saturation rule.*gelu"):
         diagnostics.gradient_statistics(network, params, x, y, ops.softmax_cross_entropy, activation="gelu")
-    stateful = models.mlp([4, CLASSES], "relu", batch_norm=True)
-    params, _ = stateful.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
-    with pytest.raises(ValueError, match="stateful.*init_state"):
-        diagnostics.gradient_statistics(stateful, params, x, y, ops.softmax_cross_entropy)
+    undeclared = nn.serial(nn.Layer(nn.dense(4).init, nn.dense(4).forward, nn.no_parameters), nn.tap("z1"))
+    params, _ = undeclared.init(jax.random.PRNGKey(0), (BATCH, IN_FEATURES))
+    with pytest.raises(ValueError, match="must declare its kind"):
+        diagnostics.gradient_statistics(undeclared, params, x, y, ops.softmax_cross_entropy)
     with pytest.raises(ValueError, match="unknown activation"):
         diagnostics.saturated("softsign", x)

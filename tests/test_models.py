@@ -58,18 +58,18 @@ def test_residual_mlp_computes_skip_connections():
 
 def test_batch_norm_and_dropout_options():
     model = models.build_model("mlp", num_outputs=2, depth=1, width=4, batch_norm=True, dropout=0.5)
-    assert nn.is_stateful(model)
     params, _ = model.init(jax.random.key(0), (8, 3))
     state = model.init_state(params)
     x = jax.random.normal(jax.random.key(1), (8, 3))
-    apply = jax.jit(lambda key: model.apply(params, x, state=state, train=True, key=key))
+    apply = jax.jit(lambda key: model.forward(params, x, state, train=True, key=key))
     y0, _ = apply(jax.random.key(0))
     y1, new_state = apply(jax.random.key(1))
     assert not np.allclose(y0, y1)  # dropout masks differ
     assert not all(
         np.allclose(a, b) for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new_state))
     )
-    assert not nn.is_stateful(models.build_model("mlp", num_outputs=2))
+    plain = models.build_model("mlp", num_outputs=2)
+    assert jax.tree_util.tree_leaves(plain.init_state(plain.init(jax.random.key(0), (8, 3))[0])) == []
 
 
 def test_coerce_options_converts_strings_to_the_option_types():
@@ -123,7 +123,7 @@ def test_builders_in_listed_modules_register_on_first_use(registry, monkeypatch,
         FAKE_MODULE
     )  # registers itself on import, as a future conv module would
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(models, "MODEL_MODULES", ("fake_conv_models",))
+    monkeypatch.setattr(_registry, "MODEL_MODULES", ("fake_conv_models",))
     monkeypatch.setattr(_registry, "_modules_loaded", False)
     try:
         assert "fake_conv" not in registry

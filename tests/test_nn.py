@@ -39,7 +39,7 @@ def test_residual_adds_the_skip_path_and_its_gradient():
     inner = params[0][0]
     expected = x + jnp.tanh(x @ inner["w"] + inner["b"])
     np.testing.assert_allclose(block.apply(params, x), expected, rtol=1e-6)
-    # seed 000 §7: dL/dx = dL/dy + (df/dx)^T dL/dy
+    # tutorial 000 §7: dL/dx = dL/dy + (df/dx)^T dL/dy
     dy = jax.random.normal(jax.random.key(2), (3, 4))
     _, vjp = jax.vjp(lambda x: block.apply(params, x), x)
     t = jnp.tanh(x @ inner["w"] + inner["b"])
@@ -59,54 +59,106 @@ def test_children_get_distinct_keys():
             seen.append(key)
             return x
 
-        return nn.stateless(nn.same_shape, apply)
+        return nn.stateless(nn.same_shape, apply, nn.no_parameters)
 
     network = nn.serial(spy_layer(), spy_layer())
     network.apply(((), ()), jnp.ones(2), key=jax.random.key(0))
     assert not jnp.array_equal(jax.random.key_data(seen[0]), jax.random.key_data(seen[1]))
     network.apply(((), ()), jnp.ones(2))
     assert seen[-1] is None
+    seen.clear()
+    both = nn.bidirectional(spy_layer())
+    both.apply(((), ()), jnp.ones((1, 2, 1)), key=jax.random.key(0))
+    assert not jnp.array_equal(jax.random.key_data(seen[0]), jax.random.key_data(seen[1]))
 
 
-def test_stateful_child_makes_the_combinator_stateful():
-    def counter():
-        def forward(params, x, state, **kwargs):
-            return x, state + 1
+def _counter() -> nn.Layer:
+    """A parameter-free layer whose state counts its calls."""
 
-        return nn.Layer(nn.same_shape, forward, init_state=lambda params: jnp.array(0))
+    def forward(params, x, state, **kwargs):
+        return x, state + 1
 
-    network = nn.serial(nn.dense(2), counter(), nn.residual(counter()))
-    assert nn.is_stateful(network) and not nn.is_stateful(nn.serial(nn.dense(2)))
+    return nn.Layer(nn.same_shape, forward, nn.no_parameters, init_state=lambda params: jnp.array(0))
+
+
+def test_a_combinator_state_is_the_tuple_of_its_children_states():
+    network = nn.serial(nn.dense(2), _counter(), nn.residual(_counter()))
     params, _ = network.init(jax.random.key(0), (1, 2))
     state = network.init_state(params)
-    y, state = jax.jit(lambda p, x, s: network.apply(p, x, state=s))(params, jnp.ones((1, 2)), state)
+    assert state[0] == () and int(state[1]) == 0 and int(state[2][0][0]) == 0
+    y, state = jax.jit(lambda p, x, s: network.forward(p, x, s))(params, jnp.ones((1, 2)), state)
     assert int(state[1]) == 1 and int(state[2][0][0]) == 1 and state[0] == ()
+    assert nn.serial(nn.dense(2), nn.relu()).init_state(params[:1] + ((),)) == ((), ())
 
 
-def test_every_layer_has_one_calling_form():
-    """forward(params, x, state) -> (y, state) for stateless and stateful layers alike; apply is the surface."""
+def test_every_layer_has_one_calling_form_and_apply_returns_y_alone():
+    """forward(params, x, state) -> (y, state) for every layer; apply(params, x) -> y for every layer."""
     x = jnp.ones((4, 3))
     for layer in (
         nn.dense(2),
         nn.relu(),
         nn.serial(nn.dense(2), nn.tanh()),
         nn.batch_norm(),
+        nn.serial(nn.dense(2), nn.batch_norm()),
         nn.checkpoint(nn.dense(2)),
     ):
         params, _ = layer.init(jax.random.key(0), x.shape)
         state = layer.init_state(params)
         y, new_state = layer.forward(params, x, state, train=True)
         assert y.shape[0] == 4 and jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
-        if not layer.stateful:
-            assert state == () and new_state == ()
-            np.testing.assert_array_equal(layer.apply(params, x), y)
+        np.testing.assert_array_equal(layer.apply(params, x, train=True), y)
+        np.testing.assert_array_equal(layer.apply(params, x, state=new_state), layer.forward(params, x, new_state)[0])
 
 
-def test_stateful_apply_without_state_says_how_to_fix_it():
+def test_a_combinator_refuses_a_state_of_the_wrong_structure():
     network = nn.serial(nn.dense(2), nn.batch_norm())
     params, _ = network.init(jax.random.key(0), (4, 3))
-    with pytest.raises(ValueError, match="init_state"):
-        network.apply(params, jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match=r"serial: state must hold one entry per child \(2\).*init_state"):
+        network.forward(params, jnp.ones((4, 3)), ())
+
+
+def test_a_layer_with_parameters_must_declare_its_kind():
+    with pytest.raises(TypeError):
+        nn.Layer(nn.same_shape, lambda params, x, state: (x, state))  # no parameter_groups
+
+    def init(key, shape):
+        return {"w": jnp.ones(2)}, shape
+
+    undeclared = nn.Layer(init, lambda params, x, state, **kw: (x * params["w"], state), nn.no_parameters)
+    network = nn.serial(nn.dense(2), undeclared)
+    params, _ = network.init(jax.random.key(0), (1, 2))
+    with pytest.raises(ValueError, match=r"holds 3 parameter arrays but its layers declare 2"):
+        nn.checked_parameter_groups(network, params)
+
+
+def _every_nn_layer() -> dict[str, tuple[nn.Layer, tuple[int, ...]]]:
+    sequence = (2, 3, 4)
+    return {
+        "dense": (nn.dense(3), (2, 4)),
+        "conv1d": (nn.conv1d(2, 3), (1, 5, 2)),
+        "conv2d": (nn.conv2d(2, 3), (1, 5, 5, 2)),
+        "conv_transpose2d": (nn.conv_transpose2d(2, 3), (1, 5, 5, 2)),
+        "batch_norm": (nn.batch_norm(), (2, 4)),
+        "layer_norm": (nn.layer_norm(), (2, 4)),
+        "embedding": (nn.embedding(5, 3), (2, 3)),
+        "rnn": (nn.rnn(3), sequence),
+        "lstm": (nn.lstm(3), sequence),
+        "gru": (nn.gru(3), sequence),
+        "bidirectional": (nn.bidirectional(nn.gru(3)), sequence),
+        "multi_head_attention": (nn.multi_head_attention(2), sequence),
+        "transformer_block": (nn.transformer_block(2), sequence),
+        "position_embedding": (nn.position_embedding(5), sequence),
+        "residual": (nn.residual(nn.dense(4), projection=nn.dense(4)), (2, 3)),
+        "checkpoint": (nn.checkpoint(nn.dense(2)), (2, 4)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_every_nn_layer()))
+def test_every_layer_with_parameters_reports_them_in_parameter_groups(name):
+    layer, shape = _every_nn_layer()[name]
+    params, _ = layer.init(jax.random.key(0), shape)
+    groups = nn.checked_parameter_groups(layer, params)  # raises if a parameter array is left out
+    assert groups and all(isinstance(kind, str) for kind, _ in groups)
 
 
 def test_activation_factories_match_the_ops():
@@ -139,7 +191,7 @@ def test_checkpoint_layer_keeps_python_kwargs_static():
             assert isinstance(factor, int)  # a traced value would fail here
             return ops.add(x, x) if factor > 1 else x
 
-        return nn.stateless(nn.same_shape, apply)
+        return nn.stateless(nn.same_shape, apply, nn.no_parameters)
 
     y = jax.grad(lambda x: jnp.sum(nn.checkpoint(scaled()).apply((), x, factor=2, key=jax.random.key(0))))(jnp.ones(3))
     np.testing.assert_array_equal(y, 2 * np.ones(3))
@@ -202,7 +254,7 @@ def test_mlp_gradcheck(x64, depth, width, activation, residual):
         (lambda: nn.activation("leaky_relu", negative_slope=2.0), r"leaky_relu: negative_slope must be in"),
         (lambda: models.mlp([]), r"mlp: sizes must be a non-empty list of positive ints"),
         (lambda: nn.serial(), r"serial: needs at least one layer"),
-        (lambda: nn.serial(nn.dense(2), nn.activation), r"serial: argument 1 is a function, not an nn.Layer"),
+        (lambda: nn.serial(nn.dense(2), nn.activation), r"serial: argument 1 must be an nn.Layer, got a function"),
         (lambda: nn.dense(2).init(jax.random.key(0), ()), r"dense: input_shape \(\) has no feature axis"),
         (lambda: nn.dense(3, init="bogus"), r"dense_init: unknown scheme 'bogus'"),
     ],

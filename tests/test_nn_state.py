@@ -28,7 +28,7 @@ def _normal(seed, shape, dtype=jnp.float32):
 def test_batch_norm_layer_init_and_initial_state():
     layer = nn.batch_norm()
     params, shape = layer.init(jax.random.key(0), (8, 3, 5))
-    assert shape == (8, 3, 5) and nn.is_stateful(layer)
+    assert shape == (8, 3, 5)
     np.testing.assert_array_equal(params["gamma"], np.ones(5))
     np.testing.assert_array_equal(params["beta"], np.zeros(5))
     state = layer.init_state(params)
@@ -43,7 +43,7 @@ def test_running_statistics_after_n_steps_equal_hand_computed_exponential_averag
     layer = nn.batch_norm(momentum=momentum, eps=eps)
     params, _ = layer.init(jax.random.key(0), (16, 3))
     params = {"gamma": jnp.array([1.0, 2.0, 0.5]), "beta": jnp.array([0.0, -1.0, 3.0])}
-    step = jax.jit(lambda state, x: layer.apply(params, x, state=state, train=True))
+    step = jax.jit(lambda state, x: layer.forward(params, x, state, train=True))
     state = layer.init_state(params)
     mean, var = np.zeros(3), np.ones(3)  # the hand-computed running averages
     for t in range(steps):
@@ -63,7 +63,7 @@ def test_running_statistics_after_n_steps_equal_hand_computed_exponential_averag
 
     # eval mode normalizes with exactly those statistics and leaves the state alone
     x = _normal(99, (4, 3))
-    y, same = layer.apply(params, x, state=state)  # train defaults to False
+    y, same = layer.forward(params, x, state)  # train defaults to False
     assert same is state
     expected = params["gamma"] * (np.asarray(x) - mean) / np.sqrt(var + eps) + params["beta"]
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
@@ -75,7 +75,7 @@ def test_state_is_not_differentiated():
     state = layer.init_state(params)
     x = _normal(0, (6, 2))
     # a loss of the new state alone has zero gradient w.r.t. params and x
-    grads = jax.grad(lambda p, x: jnp.sum(layer.apply(p, x, state=state, train=True)[1].mean * 3.0), argnums=(0, 1))(
+    grads = jax.grad(lambda p, x: jnp.sum(layer.forward(p, x, state, train=True)[1].mean * 3.0), argnums=(0, 1))(
         params, x
     )
     for leaf in jax.tree_util.tree_leaves(grads):
@@ -88,7 +88,7 @@ def test_state_is_not_differentiated():
 def test_layer_norm_layer_is_stateless_and_normalizes_rows():
     layer = nn.layer_norm(eps=1e-6)
     params, shape = layer.init(jax.random.key(0), (3, 7))
-    assert shape == (3, 7) and not nn.is_stateful(layer)
+    assert shape == (3, 7) and layer.init_state(params) == ()
     y = layer.apply(params, _normal(1, (3, 7)) * 4 + 2, train=True)
     np.testing.assert_allclose(np.asarray(y).mean(-1), 0.0, atol=1e-5)
     np.testing.assert_allclose(np.asarray(y).std(-1), 1.0, rtol=1e-4)
@@ -121,17 +121,17 @@ def _network() -> nn.Layer:
 def test_network_with_all_three_is_fully_manual():
     net = _network()
     params, _ = net.init(jax.random.key(0), (8, 4))
-    state = nn.init_state(net, params)
+    state = net.init_state(params)
     labels = jnp.arange(8) % 3
 
     def loss_and_state(params, state, x, key):
-        logits, new_state = net.apply(params, x, state=state, key=key, train=True)
+        logits, new_state = net.forward(params, x, state, key=key, train=True)
         return ops.softmax_cross_entropy(logits, labels), new_state
 
     assert_fully_manual(loss_and_state, params, state, _normal(1, (8, 4)), jax.random.key(2))
 
     def eval_loss(params, state, x):
-        return ops.softmax_cross_entropy(net.apply(params, x, state=state)[0], labels)
+        return ops.softmax_cross_entropy(net.forward(params, x, state)[0], labels)
 
     assert_fully_manual(eval_loss, params, state, _normal(1, (8, 4)))
 
@@ -140,14 +140,14 @@ def test_network_with_all_three_is_fully_manual():
 def test_network_gradient_float64(x64, train):
     net = _network()
     params, _ = net.init(jax.random.key(0), (8, 4))
-    state = nn.init_state(net, params)
+    state = net.init_state(params)
     if not train:  # non-trivial running statistics
         state = jax.tree_util.tree_map(lambda s: s + 0.3, state)
     x = _normal(1, (8, 4), jnp.float64)
     labels = jnp.arange(8) % 3
 
     def loss(params, x):
-        logits, _ = net.apply(params, x, state=state, key=jax.random.key(3), train=train)
+        logits, _ = net.forward(params, x, state, key=jax.random.key(3), train=train)
         return ops.softmax_cross_entropy(logits, labels)
 
     report = check_gradients(loss, params, x)
@@ -162,7 +162,7 @@ def test_network_gradient_float64(x64, train):
 def test_jit_train_step_returns_new_state_and_a_fresh_key():
     net = _network()
     params, _ = net.init(jax.random.key(0), (8, 4))
-    state = nn.init_state(net, params)
+    state = net.init_state(params)
     x, labels = _normal(1, (8, 4)), jnp.arange(8) % 3
 
     @jax.jit
@@ -170,7 +170,7 @@ def test_jit_train_step_returns_new_state_and_a_fresh_key():
         key, dropout_key = jax.random.split(key)
 
         def loss_fn(params):
-            logits, new_state = net.apply(params, x, state=state, key=dropout_key, train=True)
+            logits, new_state = net.forward(params, x, state, key=dropout_key, train=True)
             return ops.softmax_cross_entropy(logits, labels), new_state
 
         (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -187,18 +187,18 @@ def test_jit_train_step_returns_new_state_and_a_fresh_key():
     _, _, _, loss2 = step(params, state, key1)
     assert float(loss2) != float(loss1)
     # eval mode is deterministic and needs no key
-    y_eval = jax.jit(lambda p, s: net.apply(p, x, state=s)[0])(params1, state1)
-    np.testing.assert_allclose(y_eval, net.apply(params1, x, state=state1)[0], rtol=1e-5, atol=1e-6)
+    y_eval = jax.jit(lambda p, s: net.forward(p, x, s)[0])(params1, state1)
+    np.testing.assert_allclose(y_eval, net.forward(params1, x, state1)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_init_state_and_apply_with_state_work_for_any_layer():
-    plain = models.mlp([4, 8, 3])
+def test_apply_is_forward_with_the_new_state_dropped_for_any_layer():
+    plain = nn.serial(nn.dense(3), nn.tanh())
     params, _ = plain.init(jax.random.key(0), (2, 4))
-    assert nn.init_state(plain, params) == ()
-    x = _normal(0, (2, 4))
-    y, state = nn.apply_with_state(plain, params, x)
+    assert plain.init_state(params) == ((), ())
+    x = _normal(1, (2, 4))
+    y, state = plain.forward(params, x, plain.init_state(params))
     np.testing.assert_array_equal(y, plain.apply(params, x))
-    assert state == ()
+    assert state == ((), ())
 
 
 def test_checkpointed_stateful_layer_matches():
@@ -209,7 +209,7 @@ def test_checkpointed_stateful_layer_matches():
     x, key = _normal(1, (6, 3)), jax.random.key(2)
 
     def loss(layer, params):
-        y, new_state = layer.apply(params, x, state=state, key=key, train=True)
+        y, new_state = layer.forward(params, x, state, key=key, train=True)
         return jnp.sum(jnp.sin(y)), new_state
 
     (value, new_state), grads = jax.jit(jax.value_and_grad(lambda p: loss(net, p), has_aux=True))(params)
@@ -223,7 +223,6 @@ def test_checkpointed_stateful_layer_matches():
 
 def test_mlp_without_batch_norm_stays_stateless_and_dropout_is_identity_in_eval():
     plain, with_dropout = models.mlp([4, 8, 3]), models.mlp([4, 8, 3], dropout_rate=0.5)
-    assert not nn.is_stateful(plain) and not nn.is_stateful(with_dropout)
     params, _ = plain.init(jax.random.key(0), (2, 4))
     dropout_params, _ = with_dropout.init(jax.random.key(0), (2, 4))
     x = _normal(0, (2, 4))
@@ -234,13 +233,12 @@ def test_mlp_without_batch_norm_stays_stateless_and_dropout_is_identity_in_eval(
 
 def test_mlp_with_batch_norm_keeps_the_tap_on_the_dense_output():
     net = models.mlp([8, 8, 3], batch_norm=True, dropout_rate=0.25)
-    assert nn.is_stateful(net)
     params, shape = net.init(jax.random.key(0), (5, 4))
     assert shape == (5, 3)
     state = net.init_state(params)
     x = _normal(1, (5, 4))
     record: dict = {}
-    y, new_state = net.apply(params, x, state=state, key=jax.random.key(2), train=True, record=record)
+    y, new_state = net.forward(params, x, state, key=jax.random.key(2), train=True, record=record)
     assert y.shape == (5, 3) and sorted(record) == ["z1", "z2", "z3"]
     dense1 = params[0][0]  # hidden block 1 = (dense, tap, batch_norm, activation, dropout)
     np.testing.assert_allclose(record["z1"], ops.dense(dense1, x), rtol=1e-6)  # before the norm
@@ -248,7 +246,7 @@ def test_mlp_with_batch_norm_keeps_the_tap_on_the_dense_output():
     # taps still expose dL/dz through the batch-normalized network
     taps = {name: jnp.zeros_like(value) for name, value in record.items()}
     grads = jax.jit(jax.grad(
-        lambda taps: jnp.sum(net.apply(params, x, state=state, key=jax.random.key(2), train=True, taps=taps)[0] ** 2)
+        lambda taps: jnp.sum(net.forward(params, x, state, key=jax.random.key(2), train=True, taps=taps)[0] ** 2)
     ))(taps)  # fmt: skip
     assert float(jnp.linalg.norm(grads["z1"])) > 0
 
@@ -256,7 +254,7 @@ def test_mlp_with_batch_norm_keeps_the_tap_on_the_dense_output():
 def test_mlp_residual_blocks_with_batch_norm_and_dropout():
     net = models.mlp([4, 6, 6, 2], residual_blocks=True, batch_norm=True, dropout_rate=0.1)
     params, _ = net.init(jax.random.key(0), (3, 4))
-    apply = jax.jit(lambda params, state, x, key: net.apply(params, x, state=state, key=key, train=True))
+    apply = jax.jit(lambda params, state, x, key: net.forward(params, x, state, key=key, train=True))
     y, state = apply(params, net.init_state(params), _normal(0, (3, 4)), jax.random.key(1))
     assert y.shape == (3, 2) and len(state) == len(params)
 

@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     state = net.init_state(params)
 
     def loss(params, x, y):
-        logits, new_state = net.apply(params, x, state=state, key=jax.random.key(3), train=True)
+        logits, new_state = net.forward(params, x, state, key=jax.random.key(3), train=True)
         return ops.softmax_cross_entropy(logits, y), new_state
 
     grad = jax.jit(jax.value_and_grad(loss, has_aux=True))

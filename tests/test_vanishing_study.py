@@ -119,7 +119,7 @@ def test_jacobian_singular_values_match_the_explicit_product(x64):
     params = network.init(jax.random.PRNGKey(1), (6,))[0]
     x = jax.random.normal(jax.random.PRNGKey(2), (6,), jnp.float64)
     record: dict = {}
-    network.forward(params, x, (), record=record)
+    network.forward(params, x, network.init_state(params), record=record)
     weights = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0] if path[-1].key == "w"]
     jac = np.eye(6)
     expected = []

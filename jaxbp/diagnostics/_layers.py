@@ -42,8 +42,9 @@ What is supported
   are NaN.  In ``models.mlp(..., batch_norm=True)`` the tap sits *before* the normalization,
   so :math:`\phi(z_l)` is not what the network computes: pass ``activation=None`` there
   (:math:`\delta_l` and the weight gradients are unaffected).
-* Stateful networks (batch norm): pass ``state=`` (and ``train=True`` for batch statistics);
-  the updated state is returned in ``new_state``.  Dropout: pass ``key=``.
+* State (batch norm): pass ``state=`` (default ``network.init_state(params)``) and
+  ``train=True`` for batch statistics; the updated state is returned in ``new_state``.
+  Dropout: pass ``key=``.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ jax.tree_util.register_dataclass(GradientStatistics, data_fields=_DATA_FIELDS, m
 def weighted_layer_params(network: nn.Layer, params: Any) -> list[dict[str, Any]]:
     """The params of the weighted layers (kinds in :data:`WEIGHTED_KINDS`) of ``network``,
     in forward order. Applied to a gradient pytree it returns those layers' gradients."""
-    return [group for kind, group in network.parameter_groups(params) if kind in WEIGHTED_KINDS]
+    return [group for kind, group in nn.checked_parameter_groups(network, params) if kind in WEIGHTED_KINDS]
 
 
 # ------------------------------------------------------------------ statistics
@@ -180,7 +181,7 @@ def gradient_statistics(
     loss_fn: LossFn,
     *,
     activation: str | None = None,
-    state: Any = (),
+    state: Any = None,
     train: bool = False,
     key: Array | None = None,
 ) -> GradientStatistics:
@@ -203,7 +204,8 @@ def gradient_statistics(
       loss_fn: ``loss_fn(outputs, y) -> scalar``, e.g. ``ops.softmax_cross_entropy``.
       activation: the hidden activation's name (a key of :data:`SATURATION_RULES`) for the
         activation statistics; ``None`` skips them.
-      state: the state of a stateful network (``network.init_state(params)``).
+      state: the network's state (default ``network.init_state(params)``: batch norm's
+        running statistics at 0 and 1).
       train: training mode (batch-norm batch statistics, dropout on).
       key: PRNG key for dropout.
 
@@ -211,7 +213,7 @@ def gradient_statistics(
       a :class:`GradientStatistics` with one entry per tap.
 
     Raises:
-      ValueError: if the network has no taps, a stateful network gets no state, or
+      ValueError: if the network has no taps, a layer with parameters declares no kind, or
         ``activation`` is unknown.
     """
     if activation is not None and activation not in SATURATION_RULES:
@@ -219,10 +221,8 @@ def gradient_statistics(
             f"gradient_statistics: no saturation rule for activation {activation!r}; "
             f"choose one of {sorted(SATURATION_RULES)} or pass activation=None"
         )
-    if network.stateful and isinstance(state, tuple) and not state:
-        raise ValueError(
-            "gradient_statistics: the network is stateful (batch norm); pass state=network.init_state(params)"
-        )
+    if state is None:
+        state = network.init_state(params)
     shapes = nn.tap_shapes(network, params, x, state, train=train, key=key)
     if not shapes:
         raise ValueError(

@@ -1,11 +1,13 @@
 """Model builders and their registry, so scripts and the CLI can build models by name.
 
 The registry (:mod:`jaxbp.models._registry`) explains how a family registers its
-builders; each family lives in its own module here, listed in :data:`MODEL_MODULES`.
+builders; each family lives in its own module here, listed in
+:data:`jaxbp.models._registry.MODEL_MODULES`.
 """
 
 from jaxbp.models._registry import (
     LAYOUTS,
+    MODEL_MODULES,
     ModelSpec,
     build_model,
     coerce_options,
@@ -15,14 +17,6 @@ from jaxbp.models._registry import (
     register_model,
 )
 from jaxbp.models.perceptron import mlp
-
-# Modules that register builders when imported (one per family); loaded on first lookup.
-MODEL_MODULES: tuple[str, ...] = (
-    "jaxbp.models.perceptron",
-    "jaxbp.models.transformer",
-    "jaxbp.models.recurrent",
-    "jaxbp.models.cnn",
-)
 
 __all__ = [
     "LAYOUTS",

@@ -10,7 +10,7 @@ size of the last layer) plus its own options with defaults -- and returns an
     model = build_model("mlp", num_outputs=10, depth=3, width=128)
 
 A new family registers itself by decorating its builder in its own module; list
-that module in ``jaxbp.models.MODEL_MODULES`` so the registry imports it on first use (the
+that module in :data:`MODEL_MODULES` (below) so the registry imports it on first use (the
 CLI reads its ``--model`` choices and option types from here, never by name).
 ``layout`` says which input layout the network expects (``"flat"`` (N, F),
 ``"nhwc"`` images or ``"sequence"`` token ids), so a data loader can hand it the right view.
@@ -28,6 +28,7 @@ from jaxbp.core import choose
 
 __all__ = [
     "LAYOUTS",
+    "MODEL_MODULES",
     "ModelSpec",
     "build_model",
     "coerce_options",
@@ -41,6 +42,14 @@ Builder = Callable[..., nn.Layer]
 
 # Input layouts: "flat" (N, F) features, "nhwc" images, "sequence" (N, T) integer token ids.
 LAYOUTS = ("flat", "nhwc", "sequence")
+
+# Modules that register builders when imported (one per family); loaded on first lookup.
+MODEL_MODULES: tuple[str, ...] = (
+    "jaxbp.models.perceptron",
+    "jaxbp.models.transformer",
+    "jaxbp.models.recurrent",
+    "jaxbp.models.cnn",
+)
 
 
 class ModelSpec(NamedTuple):
@@ -79,11 +88,9 @@ def register_model(name: str, *, layout: str = "flat") -> Callable[[Builder], Bu
 
 
 def _load_modules() -> None:
-    """Import every module of :data:`jaxbp.models.MODEL_MODULES` once (each registers its builders)."""
+    """Import every module of :data:`MODEL_MODULES` once (each registers its builders)."""
     global _modules_loaded
     if not _modules_loaded:
-        from jaxbp.models import MODEL_MODULES  # the package lists the family modules
-
         for module in MODEL_MODULES:
             importlib.import_module(module)
         _modules_loaded = True

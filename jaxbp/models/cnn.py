@@ -1,7 +1,7 @@
 """Convolutional networks on NHWC images: a plain CNN (``"cnn"``) and a ResNet (``"resnet"``).
 
 Both share one skeleton, so a plain network and a ResNet of the same depth differ only in
-the skip connections (seed 001, week 7: skips against vanishing gradients)::
+the skip connections (tutorial 001, week 7: skips against vanishing gradients)::
 
     stem:   conv3x3(width) -> act
     stage s = 1..stages, channels width * 2^(s-1), `blocks` blocks each:

@@ -11,53 +11,76 @@ activations became non-finite.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from jaxbp import nn
 from jaxbp.models._registry import register_model
 from jaxbp.validation import positive_int
 
 
 def language_model(
-    cell: str, *, vocabulary: int, num_outputs: int, hidden: int = 128, embedding_dim: int = 32, layers: int = 1,
-    forget_bias: float = 1.0,
-) -> nn.Layer:  # fmt: skip
-    """Embedding, ``layers`` recurrent layers of ``cell`` ("rnn", "lstm", "gru"), a dense readout per step."""
+    cell: str,
+    *,
+    num_outputs: int,
+    hidden: int = 128,
+    embedding_dim: int = 32,
+    layers: int = 1,
+    vocabulary: int = 0,
+    **cell_options: Any,
+) -> nn.Layer:
+    """Embedding, ``layers`` recurrent layers of ``cell`` ("rnn", "lstm", "gru"), a dense readout per
+    step; ``vocabulary`` 0 means ``num_outputs`` (next-token prediction); ``cell_options`` go to the cell."""
     layers = positive_int(cell, "layers", layers)
-    stack: list[nn.Layer] = [nn.embedding(vocabulary, embedding_dim)]
+    stack: list[nn.Layer] = [nn.embedding(vocabulary or num_outputs, embedding_dim)]
     for index in range(1, layers + 1):
-        recurrent = nn.lstm(hidden, forget_bias=forget_bias) if cell == "lstm" else getattr(nn, cell)(hidden)
-        stack += [recurrent, nn.tap(f"h{index}")]
+        stack += [getattr(nn, cell)(hidden, **cell_options), nn.tap(f"h{index}")]
     return nn.serial(*stack, nn.dense(num_outputs))
+
+
+def _register(cell: str, summary: str) -> Callable[..., nn.Layer]:
+    """Register the language model of ``cell`` with the options every cell shares."""
+
+    def build(
+        *, num_outputs: int, hidden: int = 128, embedding_dim: int = 32, layers: int = 1, vocabulary: int = 0
+    ) -> nn.Layer:
+        return language_model(
+            cell,
+            num_outputs=num_outputs,
+            hidden=hidden,
+            embedding_dim=embedding_dim,
+            layers=layers,
+            vocabulary=vocabulary,
+        )
+
+    build.__doc__ = f"{summary}: embedding, {cell.upper()} layers, per-step logits (vocabulary 0 = num_outputs)."
+    build.__name__ = build.__qualname__ = f"build_{cell}"
+    return register_model(cell, layout="sequence")(build)
+
+
+build_rnn = _register("rnn", "Elman RNN language model")
+build_gru = _register("gru", "GRU language model")
 
 
 @register_model("lstm", layout="sequence")
 def build_lstm(
-    *, num_outputs: int, hidden: int = 128, embedding_dim: int = 32, layers: int = 1, vocabulary: int = 0,
+    *,
+    num_outputs: int,
+    hidden: int = 128,
+    embedding_dim: int = 32,
+    layers: int = 1,
+    vocabulary: int = 0,
     forget_bias: float = 1.0,
-) -> nn.Layer:  # fmt: skip
-    """LSTM language model: embedding, LSTM layers, per-step logits (vocabulary 0 = num_outputs)."""
-    return language_model(
-        "lstm", vocabulary=vocabulary or num_outputs, num_outputs=num_outputs, hidden=hidden,
-        embedding_dim=embedding_dim, layers=layers, forget_bias=forget_bias,
-    )  # fmt: skip
-
-
-@register_model("gru", layout="sequence")
-def build_gru(
-    *, num_outputs: int, hidden: int = 128, embedding_dim: int = 32, layers: int = 1, vocabulary: int = 0
 ) -> nn.Layer:
-    """GRU language model: embedding, GRU layers, per-step logits (vocabulary 0 = num_outputs)."""
-    return language_model(
-        "gru", vocabulary=vocabulary or num_outputs, num_outputs=num_outputs, hidden=hidden,
-        embedding_dim=embedding_dim, layers=layers,
-    )  # fmt: skip
+    """LSTM language model: embedding, LSTM layers, per-step logits (vocabulary 0 = num_outputs).
 
-
-@register_model("rnn", layout="sequence")
-def build_rnn(
-    *, num_outputs: int, hidden: int = 128, embedding_dim: int = 32, layers: int = 1, vocabulary: int = 0
-) -> nn.Layer:
-    """Elman RNN language model: embedding, tanh RNN layers, per-step logits (vocabulary 0 = num_outputs)."""
+    The one cell with an option of its own: ``forget_bias``, the forget gate's initial bias."""
     return language_model(
-        "rnn", vocabulary=vocabulary or num_outputs, num_outputs=num_outputs, hidden=hidden,
-        embedding_dim=embedding_dim, layers=layers,
-    )  # fmt: skip
+        "lstm",
+        num_outputs=num_outputs,
+        hidden=hidden,
+        embedding_dim=embedding_dim,
+        layers=layers,
+        vocabulary=vocabulary,
+        forget_bias=forget_bias,
+    )

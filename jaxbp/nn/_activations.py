@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxbp import ops
 from jaxbp.core import Array, choose
-from jaxbp.nn._contract import Layer, same_shape, stateless
+from jaxbp.nn._contract import Layer, no_parameters, same_shape, stateless
 
 ACTIVATIONS: dict[str, Callable[..., Array]] = {
     "sigmoid": ops.sigmoid,
@@ -23,7 +23,7 @@ ACTIVATIONS: dict[str, Callable[..., Array]] = {
 
 def pointwise(fn: Callable[[Array], Array]) -> Layer:
     """A parameter-free layer applying ``fn`` (an op from :mod:`jaxbp.ops`) to its input."""
-    return stateless(same_shape, lambda params, x, **kwargs: fn(x))
+    return stateless(same_shape, lambda params, x, **kwargs: fn(x), no_parameters)
 
 
 def activation(name: str, **hyper: Any) -> Layer:

@@ -17,8 +17,8 @@ from jaxbp import ops
 from jaxbp.core import Array, Shape
 from jaxbp.init import DenseInit, Initializer
 from jaxbp.nn._activations import gelu
-from jaxbp.nn._combinators import residual, serial
-from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.nn._combinators import residual, serial, shape_dependent
+from jaxbp.nn._contract import Layer, Params, State, of_kind
 from jaxbp.nn._dense import dense, require_features
 from jaxbp.nn._normalization import layer_norm
 from jaxbp.ops.attention import DEFAULT_BLOCK_SIZE
@@ -103,22 +103,14 @@ def transformer_block(
     mlp_ratio = positive_int("transformer_block", "mlp_ratio", mlp_ratio)
     attention = multi_head_attention(num_heads, kv_heads=kv_heads, causal=causal, block_size=block_size)
 
-    def block(features: int) -> Layer:
+    def block(input_shape: Shape) -> Layer:
+        features = require_features("transformer_block", _sequence_shape("transformer_block", input_shape))
         return serial(
             residual(layer_norm(), attention),
             residual(layer_norm(), dense(mlp_ratio * features), gelu(), dense(features)),
         )
 
-    def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
-        return block(require_features("transformer_block", _sequence_shape("transformer_block", input_shape))).init(
-            key, input_shape
-        )
-
-    def forward(params: Params, x: Array, state: State, **kwargs: Any) -> tuple[Array, State]:
-        return block(x.shape[-1]).forward(params, x, state, **kwargs)
-
-    # the groups' order and kinds do not depend on the width
-    return Layer(init, forward, parameter_groups=lambda params: block(1).parameter_groups(params))
+    return shape_dependent(block, probe_shape=(1, 1, 1))
 
 
 def position_embedding(max_length: int, stddev: float = 0.02) -> Layer:
@@ -141,4 +133,4 @@ def position_embedding(max_length: int, stddev: float = 0.02) -> Layer:
         positions = jnp.broadcast_to(jnp.arange(time), x.shape[:-1])
         return ops.add(x, ops.embedding(params, positions)), state
 
-    return Layer(init, forward, parameter_groups=lambda params: [("position_embedding", params)])
+    return Layer(init, forward, of_kind("position_embedding"))

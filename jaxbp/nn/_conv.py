@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jaxbp import ops
 from jaxbp.core import Array, Shape
 from jaxbp.init import DenseInit, Initializer, dense_init
-from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.nn._contract import Layer, Params, State, of_kind
 from jaxbp.validation import positive_int
 
 
@@ -59,7 +59,7 @@ def _conv_layer(
     def forward(params: Params, x: Array, state: State, **kwargs: Any) -> tuple[Array, State]:
         return op(params, x, **options), state
 
-    return Layer(init_fn, forward, parameter_groups=lambda params: [(name, params)])
+    return Layer(init_fn, forward, of_kind(name))
 
 
 def conv2d(

@@ -9,7 +9,7 @@ import jax
 from jaxbp import ops
 from jaxbp.core import Array, Shape
 from jaxbp.init import DenseInit, Initializer, dense_init
-from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.nn._contract import Layer, Params, State, of_kind
 from jaxbp.validation import positive_int
 
 
@@ -38,4 +38,4 @@ def dense(out_features: int, init: str | DenseInit | Initializer = "glorot_norma
     def forward(params: Params, x: Array, state: State, **kwargs: Any) -> tuple[Array, State]:
         return ops.dense(params, x), state
 
-    return Layer(init_fn, forward, parameter_groups=lambda params: [("dense", params)])
+    return Layer(init_fn, forward, of_kind("dense"))

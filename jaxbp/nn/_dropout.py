@@ -6,7 +6,7 @@ from typing import Any
 
 from jaxbp import ops
 from jaxbp.core import Array, static_float
-from jaxbp.nn._contract import Layer, Params, same_shape, stateless
+from jaxbp.nn._contract import Layer, Params, no_parameters, same_shape, stateless
 
 
 def dropout(rate: float) -> Layer:
@@ -20,4 +20,4 @@ def dropout(rate: float) -> Layer:
     def fn(params: Params, x: Array, *, key: Array | None = None, train: bool = False, **kwargs: Any) -> Array:
         return ops.dropout(x, key, rate, train=train)
 
-    return stateless(same_shape, fn)
+    return stateless(same_shape, fn, no_parameters)

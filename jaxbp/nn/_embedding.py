@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxbp import ops
 from jaxbp.core import Array, Shape, static_float
-from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.nn._contract import Layer, Params, State, of_kind
 from jaxbp.validation import positive_int
 
 
@@ -28,4 +28,4 @@ def embedding(vocabulary_size: int, dim: int, *, stddev: float = 1.0) -> Layer:
     def forward(params: Params, ids: Array, state: State, **kwargs: Any) -> tuple[Array, State]:
         return ops.embedding(params, ids), state
 
-    return Layer(init, forward, parameter_groups=lambda params: [("embedding", params)])
+    return Layer(init, forward, of_kind("embedding"))

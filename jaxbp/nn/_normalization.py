@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from jaxbp import ops
 from jaxbp.core import Array, Shape, accumulation_dtype, static_float
-from jaxbp.nn._contract import Layer, Params, State, stateless
+from jaxbp.nn._contract import Layer, Params, State, of_kind, stateless
 from jaxbp.nn._dense import require_features
 
 
@@ -54,7 +54,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
             *(momentum * old + (1.0 - momentum) * new.astype(old.dtype) for old, new in zip(running, batch))
         )
 
-    return Layer(init, forward, init_state, lambda params: [("batch_norm", params)])
+    return Layer(init, forward, of_kind("batch_norm"), init_state)
 
 
 def layer_norm(eps: float = 1e-5) -> Layer:
@@ -65,5 +65,4 @@ def layer_norm(eps: float = 1e-5) -> Layer:
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
         return _norm_params("layer_norm", input_shape)
 
-    layer = stateless(init, lambda params, x, **kwargs: ops.layer_norm(params, x, eps=eps))
-    return layer._replace(parameter_groups=lambda params: [("layer_norm", params)])
+    return stateless(init, lambda params, x, **kwargs: ops.layer_norm(params, x, eps=eps), of_kind("layer_norm"))

@@ -10,14 +10,14 @@ import jax.numpy as jnp
 
 from jaxbp import ops
 from jaxbp.core import Array, Shape
-from jaxbp.nn._contract import Layer, Params, stateless
+from jaxbp.nn._contract import Layer, Params, no_parameters, stateless
 
 
 def _pool_layer(pool: Callable[[Array], Array]) -> Layer:
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
         return (), tuple(jax.eval_shape(pool, jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)).shape)
 
-    return stateless(init, lambda params, x, **kwargs: pool(x))
+    return stateless(init, lambda params, x, **kwargs: pool(x), no_parameters)
 
 
 def max_pool2d(window: Any, stride: Any = None, padding: Any = "VALID") -> Layer:

@@ -1,9 +1,17 @@
-"""Recurrent layers: ``rnn``, ``lstm``, ``gru`` over a whole sequence, and ``bidirectional``.
+"""Recurrent layers: ``rnn``, ``lstm``, ``gru`` over a whole sequence (one factory, three cells).
 
 Input ``x: (B, T, F)``; output ``hs: (B, T, H)`` (``return_sequences=True``) or the final
-hidden state ``h_T: (B, H)``. The initial state is zero. A network-wide keyword
-``lengths: (B,)`` marks padded sequences: past its length a sequence keeps its state
-and outputs 0 (see :func:`jaxbp.ops.rnn`).
+hidden state ``h_T: (B, H)``. The network-wide keyword ``lengths: (B,)`` marks padded
+sequences: past its length a sequence keeps its state and outputs 0 (see
+:func:`jaxbp.ops.rnn`). :func:`jaxbp.nn.bidirectional` runs one in both directions.
+
+The initial hidden state is zero, unless the layer is built with ``carry=True``: then its
+*state* is the hidden state (``h``, or ``(h, c)`` for the LSTM), ``init_state`` gives zeros
+``(1, H)`` (broadcast over the batch) and ``forward`` returns the final hidden state as the
+new state, which the next call starts from. Truncated BPTT is then the layer contract
+itself: run ``forward`` chunk by chunk, threading the state through ``stop_gradient``
+(:func:`jaxbp.train.truncated_bptt_gradients` does exactly that); an explicit initial state
+is a state of the same structure.
 
 Initialisation follows PyTorch: every weight and bias ``U(-1/sqrt(H), 1/sqrt(H))``;
 ``w_hh_init="orthogonal"`` draws each gate's recurrent block orthogonal instead (Saxe et
@@ -23,7 +31,7 @@ import jax.numpy as jnp
 from jaxbp import ops
 from jaxbp.core import Array, Shape, choose, static_float
 from jaxbp.init import orthogonal
-from jaxbp.nn._contract import Layer, Params, State
+from jaxbp.nn._contract import Layer, Params, State, no_state, of_kind
 from jaxbp.validation import positive_int, static_bool
 
 # cell name -> (the op, number of gates, bias names)
@@ -54,10 +62,13 @@ def _init_params(cell: str, key: Array, features: int, hidden: int, w_hh_init: s
     return params
 
 
-def _recurrent(cell: str, hidden_size: int, return_sequences: bool, w_hh_init: str, forget_bias: float | None) -> Layer:
+def _recurrent(
+    cell: str, hidden_size: int, return_sequences: bool, w_hh_init: str, forget_bias: float | None, carry: bool
+) -> Layer:
     op = CELLS[cell][0]
     hidden_size = positive_int(cell, "hidden_size", hidden_size)
     return_sequences = static_bool(cell, "return_sequences", return_sequences)
+    carry = static_bool(cell, "carry", carry)
     choose(cell, "w_hh_init", w_hh_init, dict.fromkeys(W_HH_INITS))
 
     def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
@@ -69,68 +80,41 @@ def _recurrent(cell: str, hidden_size: int, return_sequences: bool, w_hh_init: s
         batch, time, _ = input_shape
         return params, (batch, time, hidden_size) if return_sequences else (batch, hidden_size)
 
+    def init_state(params: Params) -> State:
+        zeros = jnp.zeros((1, hidden_size), params["w_hh"].dtype)
+        return (zeros, zeros) if cell == "lstm" else zeros
+
     def forward(params: Params, x: Array, state: State, *, lengths: Array | None = None, **kwargs: Any):
-        hs, final = op(params, x, lengths=lengths)
+        initial = None
+        if carry:  # the zeros of init_state have batch 1; a carried state already has x's batch
+            initial = jax.tree_util.tree_map(lambda h: jnp.broadcast_to(h, (x.shape[0], hidden_size)), state)
+        hs, final = op(params, x, initial, lengths=lengths)
         h_last = final[0] if cell == "lstm" else final
-        return (hs if return_sequences else h_last), state
+        return (hs if return_sequences else h_last), (final if carry else state)
 
-    return Layer(init, forward, parameter_groups=lambda params: [(cell, params)])
+    return Layer(init, forward, of_kind(cell), init_state if carry else no_state)
 
 
-def rnn(hidden_size: int, *, return_sequences: bool = True, w_hh_init: str = "uniform") -> Layer:
+def rnn(hidden_size: int, *, return_sequences: bool = True, w_hh_init: str = "uniform", carry: bool = False) -> Layer:
     """Elman RNN layer ``h_t = tanh(x_t W_ih + h_{t-1} W_hh + b)`` (:func:`jaxbp.ops.rnn`)."""
-    return _recurrent("rnn", hidden_size, return_sequences, w_hh_init, None)
+    return _recurrent("rnn", hidden_size, return_sequences, w_hh_init, None, carry)
 
 
 def lstm(
-    hidden_size: int, *, return_sequences: bool = True, w_hh_init: str = "uniform", forget_bias: float | None = 1.0
+    hidden_size: int,
+    *,
+    return_sequences: bool = True,
+    w_hh_init: str = "uniform",
+    forget_bias: float | None = 1.0,
+    carry: bool = False,
 ) -> Layer:
     """LSTM layer, gates i, f, g, o (:func:`jaxbp.ops.lstm`); ``forget_bias`` initialises the
     forget gate's bias (None keeps PyTorch's uniform draw)."""
     if forget_bias is not None:
         forget_bias = static_float("lstm", "forget_bias", forget_bias)
-    return _recurrent("lstm", hidden_size, return_sequences, w_hh_init, forget_bias)
+    return _recurrent("lstm", hidden_size, return_sequences, w_hh_init, forget_bias, carry)
 
 
-def gru(hidden_size: int, *, return_sequences: bool = True, w_hh_init: str = "uniform") -> Layer:
+def gru(hidden_size: int, *, return_sequences: bool = True, w_hh_init: str = "uniform", carry: bool = False) -> Layer:
     """GRU layer in PyTorch's form, gates r, z, n (:func:`jaxbp.ops.gru`)."""
-    return _recurrent("gru", hidden_size, return_sequences, w_hh_init, None)
-
-
-def bidirectional(layer: Layer, backward_layer: Layer | None = None) -> Layer:
-    """Run ``layer`` forward in time and ``backward_layer`` (default: a second ``layer`` with
-    its own params) on each sequence reversed within its length; concatenate the features.
-
-    Sequence outputs are reversed back, so ``y[:, t] = [h_fwd_t | h_bwd_t]`` with ``h_bwd_t``
-    having read steps ``t..L-1``; final-state outputs give ``[h_fwd_T | h_bwd]`` where
-    ``h_bwd`` has read the whole sequence backwards. Params: ``(forward, backward)``.
-    """
-    backward_layer = layer if backward_layer is None else backward_layer
-    for name, candidate in (("layer", layer), ("backward_layer", backward_layer)):
-        if not isinstance(candidate, Layer):
-            raise TypeError(
-                f"bidirectional: {name} must be an nn.Layer (e.g. nn.lstm(64)), got {type(candidate).__name__}"
-            )
-
-    def init(key: Array, input_shape: Shape) -> tuple[Params, Shape]:
-        forward_key, backward_key = jax.random.split(key)
-        forward_params, forward_shape = layer.init(forward_key, input_shape)
-        backward_params, backward_shape = backward_layer.init(backward_key, input_shape)
-        if tuple(forward_shape[:-1]) != tuple(backward_shape[:-1]):
-            raise ValueError(
-                f"bidirectional: the directions' outputs {forward_shape} and {backward_shape} cannot be joined"
-            )
-        return (forward_params, backward_params), (*forward_shape[:-1], forward_shape[-1] + backward_shape[-1])
-
-    def forward(params: Params, x: Array, state: State, *, lengths: Array | None = None, **kwargs: Any):
-        forward_y, _ = layer.forward(params[0], x, (), lengths=lengths, **kwargs)
-        reversed_x = ops.reverse_sequences(x, lengths=lengths)
-        backward_y, _ = backward_layer.forward(params[1], reversed_x, (), lengths=lengths, **kwargs)
-        if backward_y.ndim == x.ndim:  # sequences: put the backward direction's steps back in order
-            backward_y = ops.reverse_sequences(backward_y, lengths=lengths)
-        return ops.concatenate([forward_y, backward_y], axis=-1), state
-
-    def groups(params: Params) -> list[tuple[str, Params]]:
-        return [*layer.parameter_groups(params[0]), *backward_layer.parameter_groups(params[1])]
-
-    return Layer(init, forward, parameter_groups=groups)
+    return _recurrent("gru", hidden_size, return_sequences, w_hh_init, None, carry)

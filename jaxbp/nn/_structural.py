@@ -6,7 +6,7 @@ import math
 
 from jaxbp import ops
 from jaxbp.core import Array, Shape
-from jaxbp.nn._contract import Layer, Params, stateless
+from jaxbp.nn._contract import Layer, Params, no_parameters, stateless
 
 
 def flatten() -> Layer:
@@ -17,4 +17,4 @@ def flatten() -> Layer:
             raise ValueError(f"flatten: input_shape {tuple(input_shape)} has no batch axis")
         return (), (input_shape[0], math.prod(input_shape[1:]))
 
-    return stateless(init, lambda params, x, **kwargs: ops.flatten(x))
+    return stateless(init, lambda params, x, **kwargs: ops.flatten(x), no_parameters)

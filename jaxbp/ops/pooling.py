@@ -1,4 +1,4 @@
-"""Pooling with hand-written backward rules (seed 002: route the gradient to the argmax).
+"""Pooling with hand-written backward rules (tutorial 002: route the gradient to the argmax).
 
 Along one spatial axis (input size ``n``, window ``k``, stride ``s``, padding ``(lo, hi)``,
 ``m`` windows), window ``i`` covers input positions ``p = i s - lo + a`` for offsets

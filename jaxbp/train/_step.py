@@ -37,7 +37,7 @@ class TrainState(NamedTuple):
 
     params: Any  # master weights, float32
     opt_state: optax.OptState  # the optimizer's state (accumulators under MultiSteps)
-    model_state: Any  # batch-norm running statistics; () for stateless networks
+    model_state: Any  # the network's state (model.init_state: batch-norm running statistics, ...)
     key: Array  # the run's root PRNG key; shuffling and dropout keys derive from it
     step: Array  # () int32: train_step calls so far (micro-steps under accumulation)
     loss_scale: DynamicLossScale | None  # float16 dynamic loss scaling, else None
@@ -85,7 +85,7 @@ def init_train_state(
     root = _as_key(key)
     params, _ = model.init(jax.random.fold_in(root, INIT), tuple(input_shape))
     params = cast_floating(params, policy.param_dtype)
-    model_state = nn.init_state(model, params)
+    model_state = model.init_state(params)
     return TrainState(
         params, optimizer.init(params), model_state, root, jnp.zeros((), jnp.int32), policy.initial_loss_scale()
     )
@@ -111,7 +111,7 @@ def loss_and_grads(
     batch: Batch,
     *,
     loss: str | Objective = "softmax_cross_entropy",
-    model_state: Any = (),
+    model_state: Any = None,
     key: Array | None = None,
     precision: str | Policy = "f32",
     loss_scale: DynamicLossScale | None = None,
@@ -126,6 +126,8 @@ def loss_and_grads(
     """
     objective, policy = get_objective(loss), get_policy(precision)
     x, targets = batch
+    if model_state is None:
+        model_state = model.init_state(params)
 
     def scaled_loss(params):
         record: dict[str, Array] = {}
@@ -234,7 +236,7 @@ def evaluate(
     data: Batch,
     *,
     loss: str | Objective = "softmax_cross_entropy",
-    model_state: Any = (),
+    model_state: Any = None,
     precision: str | Policy = "f32",
     batch_size: int = 1024,
 ) -> dict[str, float | None]:
@@ -244,6 +246,8 @@ def evaluate(
     if len(data[0]) == 0:
         raise ValueError("evaluate: data is empty")
     step = _eval_step(model, objective, get_policy(precision))
+    if model_state is None:
+        model_state = model.init_state(params)
     total_loss = total_accuracy = 0.0
     count = 0
     for x, y in batches(data, batch_size, shuffle=False):

@@ -33,7 +33,7 @@ from jaxbp.studies.vanishing._stats import estimate, rows
 
 def _recorded_forward(network: nn.Layer, params: Any, x: jax.Array) -> dict[str, jax.Array]:
     record: dict[str, jax.Array] = {}
-    network.forward(params, x, (), record=record)
+    network.forward(params, x, network.init_state(params), record=record)
     return record
 
 
