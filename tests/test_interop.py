@@ -259,7 +259,7 @@ def test_batch_norm_momentum_default_is_0_9_with_flax_s_formula():
     layer = nn.batch_norm()
     params, _ = layer.init(jax.random.key(0), x.shape)
     params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
-    _, state = nn.apply_with_state(layer, params, x, state=nn.init_state(layer, params), train=True)
+    _, state = layer.forward(params, x, layer.init_state(params), train=True)
     flax_variables = {
         "params": {"scale": params["gamma"], "bias": params["beta"]},
         "batch_stats": {"mean": jnp.zeros(3), "var": jnp.ones(3)},
