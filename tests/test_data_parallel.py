@@ -177,9 +177,10 @@ def test_checkpoints_resume_across_device_counts(tmp_path):
     devices = {{1: data_parallel(1), 4: data_parallel(4)}}
     data = (np.concatenate([x, x + 1]), np.concatenate([y, y]))
 
-    def fit(epochs, n, directory, **kw):
+    def fit(epochs, n, directory, resume=False, **kw):
         config = train.TrainConfig(epochs=epochs, batch_size=32, optimizer="momentum", learning_rate=0.1)
-        return train.fit(net, data, config, parallel=devices[n], checkpoint_dir=root / directory, progress=False, **kw)
+        checkpoints = train.CheckpointConfig(root / directory, resume=resume)
+        return train.fit(net, data, config, parallel=devices[n], checkpoints=checkpoints, progress=False, **kw)
 
     full = {{n: fit(2, n, f"full{{n}}").state for n in (1, 4)}}
     chex.assert_trees_all_close(on_host(full[1].params), on_host(full[4].params), atol=1e-6, rtol=1e-6)

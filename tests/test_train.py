@@ -178,7 +178,14 @@ def uninterrupted(small_digits, tmp_path_factory):
     train_data, test_data = small_digits
     directory = tmp_path_factory.mktemp("uninterrupted")
     config = train.TrainConfig(epochs=4, **RESUME_CONFIG)
-    return train.fit(RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=directory, progress=False)
+    return train.fit(
+        RESUME_MODEL,
+        train_data,
+        config,
+        test_data=test_data,
+        checkpoints=train.CheckpointConfig(directory),
+        progress=False,
+    )
 
 
 def test_fit_threads_model_state_and_dropout_keys(uninterrupted, small_digits):
@@ -203,7 +210,7 @@ def test_resume_reproduces_the_uninterrupted_run_bit_exactly(uninterrupted, smal
         train_data,
         train.TrainConfig(epochs=2, **RESUME_CONFIG),
         test_data=test_data,
-        checkpoint_dir=tmp_path,
+        checkpoints=train.CheckpointConfig(tmp_path),
         progress=False,
     )
     assert [step for step, _ in list_checkpoints(tmp_path)] == [8, 16]
@@ -213,8 +220,7 @@ def test_resume_reproduces_the_uninterrupted_run_bit_exactly(uninterrupted, smal
         train_data,
         train.TrainConfig(epochs=4, **RESUME_CONFIG),
         test_data=test_data,
-        checkpoint_dir=tmp_path,
-        resume=True,
+        checkpoints=train.CheckpointConfig(tmp_path, resume=True),
         progress=False,
     )
     assert _leaves_equal(resumed.state, uninterrupted.state)  # params, optimizer, batch-norm state, key, step
@@ -235,13 +241,18 @@ def test_resuming_an_interrupted_run_reproduces_the_uninterrupted_run(uninterrup
             train_data,
             config,
             test_data=test_data,
-            checkpoint_dir=tmp_path,
+            checkpoints=train.CheckpointConfig(tmp_path),
             progress=False,
             on_step=interrupt,
         )
     assert [step for step, _ in list_checkpoints(tmp_path)] == [8]  # epoch 1 only
     resumed = train.fit(
-        RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=tmp_path, resume=True, progress=False
+        RESUME_MODEL,
+        train_data,
+        config,
+        test_data=test_data,
+        checkpoints=train.CheckpointConfig(tmp_path, resume=True),
+        progress=False,
     )
     assert _leaves_equal(resumed.state, uninterrupted.state)
     assert _without_timing(resumed.history) == _without_timing(uninterrupted.history)
@@ -261,10 +272,12 @@ def test_crash_between_write_and_rename_leaves_the_last_checkpoint_intact(small_
 
     monkeypatch.setattr(ckpt.os, "replace", crash_on_second_save)
     with pytest.raises(OSError, match="simulated crash"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "ckpt_00000008.npz"]  # no half-written file
-    resumed = train.fit(model, train_data, config, checkpoint_dir=tmp_path, resume=True, progress=False)
+    resumed = train.fit(
+        model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False
+    )
     fresh = train.fit(model, train_data, config, progress=False)
     assert _leaves_equal(resumed.state, fresh.state)
 
@@ -273,16 +286,15 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
     train_data, _ = small_digits
     config = train.TrainConfig(epochs=1, batch_size=32, seed=1)
     model = SMALL_MODEL
-    train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
-    with pytest.raises(CheckpointError, match=r"already holds ckpt_00000008.npz; pass resume=True \(--resume\)"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
+    train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
+    with pytest.raises(CheckpointError, match=r"already holds a run \(ckpt_00000008.npz\); resume it"):
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     with pytest.raises(CheckpointError, match="batch_size=32 but this run has batch_size=16"):
         train.fit(
             model,
             train_data,
             train.TrainConfig(epochs=2, batch_size=16, seed=1),
-            checkpoint_dir=tmp_path,
-            resume=True,
+            checkpoints=train.CheckpointConfig(tmp_path, resume=True),
             progress=False,
         )
     with pytest.raises(CheckpointError, match="shape"):  # another width
@@ -290,20 +302,24 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
             models.build_model("mlp", num_outputs=10, depth=1, width=9),
             train_data,
             config,
-            checkpoint_dir=tmp_path,
-            resume=True,
+            checkpoints=train.CheckpointConfig(tmp_path, resume=True),
             progress=False,
         )
     with pytest.raises(CheckpointError, match="different run"):
         train.fit(
-            model, train_data, config, checkpoint_dir=tmp_path, resume=True, run_info={"model": "other"}, progress=False
+            model,
+            train_data,
+            config,
+            checkpoints=train.CheckpointConfig(tmp_path, resume=True, run_info={"model": "other"}),
+            progress=False,
         )
     path = latest_checkpoint(tmp_path)
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match="ckpt_00000008.npz.*(corrupt|truncated)"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, resume=True, progress=False)
-    with pytest.raises(ValueError, match="resume=True needs a checkpoint_dir"):
-        train.fit(model, train_data, config, resume=True, progress=False)
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
+    assert (tmp_path / "ckpt_00000008.npz.corrupt").exists()  # set aside, never deleted
+    with pytest.raises(ValueError, match="directory is empty"):
+        train.CheckpointConfig("")
 
 
 # ------------------------------------------------------------------- non-finite guard
@@ -339,12 +355,18 @@ def test_guard_names_the_step_and_the_first_overflowing_layer(tmp_path):
     # layer 3's weights are 1e19: finite for digits (z3 ~ 1e19), but an input 1e22 times
     # larger overflows float32 first at z3 (~1e41), then everything downstream.
     model, (x, y), config = _overflow_setup({3: 1e19})
-    train.fit(model, (x, y), dataclasses.replace(config, epochs=1), checkpoint_dir=tmp_path, progress=False)
+    train.fit(
+        model,
+        (x, y),
+        dataclasses.replace(config, epochs=1),
+        checkpoints=train.CheckpointConfig(tmp_path),
+        progress=False,
+    )
     x[32:64] *= 1e22  # batch 1 of each epoch: step 5 = epoch 2, batch 1
     with pytest.raises(
         train.NonFiniteError, match=r"step 5 \(epoch 2\): first non-finite activation at tap 'z3'"
     ) as info:
-        train.fit(model, (x, y), config, checkpoint_dir=tmp_path, resume=True, progress=False)
+        train.fit(model, (x, y), config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
     assert info.value.step == 5 and info.value.layer == "z3"
     assert "no checkpoint was written from it (last good checkpoint:" in str(info.value)
     assert [step for step, _ in list_checkpoints(tmp_path)] == [4]  # epoch 2 never saved
@@ -357,7 +379,7 @@ def test_guard_names_the_first_layer_whose_gradient_overflows(tmp_path):
     with pytest.raises(
         train.NonFiniteError, match=r"step 0 .*non-finite gradient first in params\[0\]\[0\]\['b'\]"
     ) as info:
-        train.fit(model, (x * 1e-30, y), config, checkpoint_dir=tmp_path, progress=False)
+        train.fit(model, (x * 1e-30, y), config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     assert info.value.layer == "params[0][0]['b']" and "activation" not in str(info.value)
     assert list_checkpoints(tmp_path) == []
 

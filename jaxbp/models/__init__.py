@@ -7,12 +7,14 @@ builders; each family lives in its own module here, listed in :data:`MODEL_MODUL
 from jaxbp.models._registry import (
     LAYOUTS,
     ModelSpec,
+    TrainingDefaults,
     build_model,
     coerce_options,
     get_model,
     model_names,
     model_options,
     register_model,
+    training_defaults,
 )
 from jaxbp.models.perceptron import mlp
 
@@ -28,6 +30,7 @@ __all__ = [
     "LAYOUTS",
     "MODEL_MODULES",
     "ModelSpec",
+    "TrainingDefaults",
     "build_model",
     "coerce_options",
     "get_model",
@@ -35,4 +38,5 @@ __all__ = [
     "model_names",
     "model_options",
     "register_model",
+    "training_defaults",
 ]

@@ -80,15 +80,22 @@ def init_train_state(
     key: int | Array = 0,
     precision: str | Policy = "f32",
 ) -> TrainState:
-    """Initialise params (from ``fold_in(key, INIT)``), model state and optimizer state."""
+    """Initialise params (from ``fold_in(key, INIT)``), model state and optimizer state.
+
+    The whole initialisation is one compiled program: run eagerly, every weight's random
+    draw would compile a program of its own shape (dozens for a ResNet).
+    """
     policy = get_policy(precision)
     root = _as_key(key)
-    params, _ = model.init(jax.random.fold_in(root, INIT), tuple(input_shape))
-    params = cast_floating(params, policy.param_dtype)
-    model_state = nn.init_state(model, params)
-    return TrainState(
-        params, optimizer.init(params), model_state, root, jnp.zeros((), jnp.int32), policy.initial_loss_scale()
-    )
+
+    @jax.jit
+    def draw(root: Array) -> tuple[Any, Any, Any]:
+        params, _ = model.init(jax.random.fold_in(root, INIT), tuple(input_shape))
+        params = cast_floating(params, policy.param_dtype)
+        return params, optimizer.init(params), nn.init_state(model, params)
+
+    params, opt_state, model_state = draw(root)
+    return TrainState(params, opt_state, model_state, root, jnp.zeros((), jnp.int32), policy.initial_loss_scale())
 
 
 # ----------------------------------------------------------------------------- forward
