@@ -287,6 +287,9 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
     config = train.TrainConfig(epochs=1, batch_size=32, seed=1)
     model = SMALL_MODEL
     train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
+    more = dataclasses.replace(config, epochs=2)
+    with pytest.raises(ValueError, match="ckpt_00000008.npz is at epoch 1 already, so epochs=1 would train nothing"):
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
     with pytest.raises(CheckpointError, match=r"already holds a run \(ckpt_00000008.npz\); resume it"):
         train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     with pytest.raises(CheckpointError, match="batch_size=32 but this run has batch_size=16"):
@@ -301,7 +304,7 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
         train.fit(
             models.build_model("mlp", num_outputs=10, depth=1, width=9),
             train_data,
-            config,
+            more,
             checkpoints=train.CheckpointConfig(tmp_path, resume=True),
             progress=False,
         )
@@ -315,8 +318,11 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
         )
     path = latest_checkpoint(tmp_path)
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(CheckpointError, match="ckpt_00000008.npz.*(corrupt|truncated)"):
-        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
+    with (
+        pytest.warns(UserWarning, match="set aside as ckpt_00000008.npz.corrupt"),
+        pytest.raises(CheckpointError, match="ckpt_00000008.npz.*(corrupt|truncated)"),
+    ):
+        train.fit(model, train_data, more, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
     assert (tmp_path / "ckpt_00000008.npz.corrupt").exists()  # set aside, never deleted
     with pytest.raises(ValueError, match="directory is empty"):
         train.CheckpointConfig("")
@@ -446,3 +452,11 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere():
     quiet = io.StringIO()
     Progress(1, 1, stream=quiet, enabled=False).end_epoch({"train_loss": 1.0})
     assert quiet.getvalue() == ""
+
+
+def test_a_run_that_would_never_update_is_refused_before_any_work(small_digits):
+    train_data, _ = small_digits  # 256 examples: 8 steps of 32 per epoch
+    config = train.TrainConfig(epochs=2, batch_size=32, accumulate=17)
+    with pytest.raises(ValueError, match=r"accumulate=17 micro-batches per update, but the whole run has only 16"):
+        train.fit(SMALL_MODEL, train_data, config, progress=False)
+    train.check_run_length(256, dataclasses.replace(config, accumulate=16))  # one update: allowed

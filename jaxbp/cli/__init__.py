@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -72,7 +73,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+    """The message on one line, without the library function's name it starts with
+    (``"fit: ..."``, ``"latest_valid_checkpoint: ..."``): the user typed a command, not a call."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return re.sub(r"^[a-z][a-z_-]*: ", "", text)
 
 
 def _interrupted(code: int, as_program: bool) -> int:

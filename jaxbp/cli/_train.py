@@ -125,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     parallel = check_run(plan, task, args.devices)
     model = models.build_model(info["model"], num_outputs=task.num_outputs, **info["model_options"])
     config = train.TrainConfig(**settings, loss=task.loss)
-    checkpoints = train.CheckpointConfig(plan.checkpoint_dir, resume=args.resume, keep=args.keep, run_info=info)
+    if args.resume and plan.resume_from is None:
+        print(f"jaxbp train: --resume: no checkpoint in {plan.checkpoint_dir}; starting a new run", file=sys.stderr)
+    resume = plan.resume_from is not None
+    checkpoints = train.CheckpointConfig(plan.checkpoint_dir, resume=resume, keep=args.keep, run_info=info)
     try:
         result = train.fit(
             model, task.train, config, test_data=task.test, checkpoints=checkpoints, parallel=parallel,
