@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,7 +155,7 @@ def _in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     from jaxbp import cli
 
     out, err = io.StringIO(), io.StringIO()
-    previous = Path.cwd()
+    previous, show_warning = Path.cwd(), warnings.showwarning  # main() makes warnings one line; undone below
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -167,6 +168,7 @@ def _in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                 code = 1
     finally:
         os.chdir(previous)
+        warnings.showwarning = show_warning
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
@@ -193,7 +195,7 @@ def run_case(command: str, expected: str, root: Path) -> dict:
 
 
 def ctrl_c_case(root: Path) -> dict:
-    """SIGINT after the first epoch of a longer run."""
+    """SIGINT a second after the first epoch of a longer run (its checkpoint is written by then)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     argv = [sys.executable, "-m", "jaxbp.cli", "train", "--data", "spirals", "--samples", "20000", "--epochs", "50"]
     argv += ["--checkpoint-dir", "interrupted"]
@@ -206,6 +208,7 @@ def ctrl_c_case(root: Path) -> dict:
     for line in child.stderr:
         lines.append(line)
         if line.startswith("epoch"):
+            time.sleep(1.0)
             child.send_signal(signal.SIGINT)
             break
     rest = child.stderr.read()

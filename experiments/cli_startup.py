@@ -8,7 +8,8 @@ marker line on stderr. The parent reads stderr live, counts the markers before t
 
     PYTHONPATH=$PWD python experiments/cli_startup.py --out results/cli_startup.json
 
-Times depend on the machine's load; compile counts do not.
+Times depend on the machine's load; compile counts do not. To compare two commits under the
+same load, run this script from each checkout in turn (``--models cnn``, alternating).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ WRAPPER = f"""
 import sys, jax.monitoring
 def _listen(event, seconds, **kwargs):
     if event == "/jax/core/compile/backend_compile_duration":
-        print("{MARKER}", flush=True, file=sys.stderr)
+        print("{MARKER}", seconds, flush=True, file=sys.stderr)
 jax.monitoring.register_event_duration_secs_listener(_listen)
 from jaxbp.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -49,11 +50,12 @@ def time_to_first_step(model: str, data: str) -> dict[str, float | int]:
     child = subprocess.Popen(
         [sys.executable, "-c", WRAPPER, *argv], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
     )
-    compiles, first_line = 0, None
+    compiles, compile_seconds, first_line = 0, 0.0, None
     assert child.stderr is not None
     for line in child.stderr:
         if line.startswith(MARKER):
             compiles += 1
+            compile_seconds += float(line.split()[1])
             continue
         if first_line is None:  # the first line the CLI itself prints
             first_line = time.perf_counter() - start
@@ -62,7 +64,12 @@ def time_to_first_step(model: str, data: str) -> dict[str, float | int]:
             child.kill()
             child.wait()
             shutil.rmtree(scratch)
-            return {"seconds_to_first_step": seconds, "compiles": compiles, "seconds_to_first_line": first_line}
+            return {
+                "seconds_to_first_step": seconds,
+                "compiles": compiles,
+                "compile_seconds": compile_seconds,
+                "seconds_to_first_line": first_line,
+            }
     child.wait()
     raise RuntimeError(f"{model}: the run ended (exit {child.returncode}) before its first step")
 
