@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple
 
 __all__ = ["COMMANDS", "Subcommand", "build_parser", "main"]
@@ -57,15 +57,15 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The ``jaxbp`` parser; only ``command``'s arguments are loaded (all of them when ``None``
-    is not wanted: the others are listed by their help line alone)."""
+def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The ``jaxbp`` parser. The subcommands named in ``load`` (default: all) get their
+    arguments, which imports their modules; the others are listed by their help line alone."""
     parser = argparse.ArgumentParser(prog="jaxbp", description="Backpropagation by hand in JAX.")
     parser.add_argument("--version", action="version", version=f"jaxbp {_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, entry in COMMANDS.items():
         sub = subparsers.add_parser(name, help=entry.help, description=entry.help)
-        if name == command:
+        if load is None or name in load:
             module = importlib.import_module(entry.module)
             module.add_arguments(sub)
             sub.set_defaults(run=module.run)
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in argv if not word.startswith("-")), None)
-    args = build_parser(command if command in COMMANDS else None).parse_args(argv)
+    args = build_parser([command] if command in COMMANDS else []).parse_args(argv)
     prefix = f"jaxbp {args.command}"
 
     def one_line_warning(message: Warning | str, *_: object, **__: object) -> None:
