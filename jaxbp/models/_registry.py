@@ -68,6 +68,8 @@ TRAINING_DEFAULTS: dict[str, TrainingDefaults] = {
     "mlp": TrainingDefaults(epochs=20, learning_rate=3e-3),
     "cnn": TrainingDefaults(epochs=20, learning_rate=3e-3),
     "resnet": TrainingDefaults(epochs=20, learning_rate=3e-3),
+    "lstm": TrainingDefaults(epochs=30, learning_rate=3e-3),
+    "transformer": TrainingDefaults(epochs=30, learning_rate=3e-3),
 }
 
 _REGISTRY: dict[str, ModelSpec] = {}
