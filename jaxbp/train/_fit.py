@@ -56,7 +56,16 @@ from jaxbp.train._parallel import (
     shard_state,
 )
 from jaxbp.train._resume import CheckpointConfig, check_run_length, start_of_run
-from jaxbp.train._step import SHUFFLE, Batch, StepMetrics, TrainState, evaluate, init_train_state, make_train_step
+from jaxbp.train._step import (
+    RUN_ONCE,
+    SHUFFLE,
+    Batch,
+    StepMetrics,
+    TrainState,
+    evaluate,
+    init_train_state,
+    make_train_step,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +224,10 @@ def fit(
         start = start_of_run(checkpoints, config)  # before the first compile: a finished run is refused here
         # placed on the devices, like a restored state, so both hit the same compiled step
         state = shard_state(
-            init_train_state(model, tx, input_shape, key=config.seed, precision=config.policy), parallel
+            init_train_state(
+                model, tx, input_shape, key=config.seed, precision=config.policy, compiler_options=RUN_ONCE
+            ),
+            parallel,
         )
         example = jax.ShapeDtypeStruct(input_shape, np.asarray(x_train[:1]).dtype)
         outputs = jax.eval_shape(
