@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--figure", type=Path, default=Path("docs/figures/adding_problem.png"))
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=Path("results/figures/adding_problem.png"),
+        help="the plot (docs/figures/adding_problem.png regenerates the docs figure)",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/adding_problem.json"))
     args = parser.parse_args(argv)
 

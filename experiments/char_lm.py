@@ -174,7 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=float, default=1.0, help="global-norm threshold")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("results/char_lm.json"))
-    parser.add_argument("--figure", type=Path, default=Path("docs/figures/char_lm_clipping.png"))
+    parser.add_argument(
+        "--figure",
+        type=Path,
+        default=Path("results/figures/char_lm_clipping.png"),
+        help="the plot (docs/figures/char_lm_clipping.png regenerates the docs figure)",
+    )
     args = parser.parse_args(argv)
     report = {}
     if args.part in ("lm", "both"):

@@ -8,7 +8,8 @@
    convs; only the skips differ) without batch norm, and measure the per-layer
    back-propagated error ``||delta_l|| = ||dL/dz_l||`` at initialisation with
    :func:`jaxbp.diagnostics.gradient_statistics` (mean over a few initialisations and
-   batches). The plot goes to ``docs/figures/cnn_vs_resnet_gradients.png``.
+   batches). The plot goes to ``results/figures/cnn_vs_resnet_gradients.png``; pass
+   ``--figure docs/figures/cnn_vs_resnet_gradients.png`` to regenerate the docs figure.
 
 Run: ``python experiments/digits_cnn_resnet.py [--epochs 20] [--deep-blocks 6]``.
 """
@@ -27,7 +28,7 @@ import numpy as np
 from jaxbp import data, diagnostics, models, ops, train
 from jaxbp.models.cnn import conv_net
 
-FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "cnn_vs_resnet_gradients.png"
+FIGURE = Path("results/figures/cnn_vs_resnet_gradients.png")
 
 
 def train_and_test(name: str, epochs: int, seed: int = 0) -> dict[str, float]:

@@ -32,9 +32,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     config = train.TrainConfig(
         epochs=args.epochs, batch_size=64, learning_rate=3e-3, clip_norm=1.0, accumulate=2, precision=args.precision,
     )  # fmt: skip
-    result = train.fit(
-        model, dataset.train, config, test_data=dataset.test, checkpoint_dir=args.checkpoint_dir, resume=args.resume
-    )
+    checkpoints = train.CheckpointConfig(args.checkpoint_dir, resume=args.resume) if args.checkpoint_dir else None
+    result = train.fit(model, dataset.train, config, test_data=dataset.test, checkpoints=checkpoints)
     best = max(result.history, key=lambda record: record["test_accuracy"])
     print(
         f"best test accuracy {best['test_accuracy']:.4f} at epoch {best['epoch']}; final train loss {result.history[-1]['train_loss']:.4f}"

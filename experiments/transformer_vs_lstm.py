@@ -10,7 +10,8 @@ hand-written backward rules.
     python experiments/transformer_vs_lstm.py                 # figure + JSON
     python experiments/transformer_vs_lstm.py --steps 50      # quick look
 
-Writes ``docs/figures/transformer_vs_lstm.png`` and prints the final losses.
+Writes ``results/figures/transformer_vs_lstm.png`` (``--figure docs/figures/transformer_vs_lstm.png``
+regenerates the docs figure) and prints the final losses.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import optax
 from jaxbp import models, ops
 from jaxbp.data import chars
 
-FIGURE = Path("docs/figures/transformer_vs_lstm.png")
+FIGURE = Path("results/figures/transformer_vs_lstm.png")
 
 
 def parameter_count(params) -> int:

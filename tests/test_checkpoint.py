@@ -365,9 +365,7 @@ def test_unwritable_directory_is_a_checkpoint_error(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r"save_checkpoint: cannot write to .* \(Permission denied\)"):
         save_checkpoint(tmp_path, 1, {"w": jnp.ones(2)})
     monkeypatch.setattr(ckpt.os, "open", refuse)
-    locked = pytest.raises(
-        CheckpointError, match=r"lock_directory: cannot write to the checkpoint directory .* \(Permission"
-    )
+    locked = pytest.raises(CheckpointError, match=r"cannot write to the checkpoint directory .* \(Permission")
     with locked, ckpt.lock_directory(tmp_path):
         pass
 
@@ -422,3 +420,19 @@ def test_stale_temp_files_of_dead_writers_are_removed_when_the_directory_is_lock
         path.write_bytes(b"partial")
     with ckpt.lock_directory(tmp_path):
         assert not stale.exists() and live.exists() and unknown.exists()
+
+
+def test_set_aside_renames_bad_newer_checkpoints_and_read_metadata_needs_no_target(tmp_path):
+    tree = {"w": np.arange(3.0)}
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(tmp_path, step, tree, metadata={"epoch": step})
+    newest = ckpt.checkpoint_path(tmp_path, 3)
+    newest.write_bytes(newest.read_bytes()[:40])
+    (tmp_path / "ckpt_00000003.npz.corrupt").write_text("an earlier one")  # a name already taken
+    with pytest.warns(UserWarning, match=r"corrupt or truncated.*set aside as ckpt_00000003.npz.corrupt.1"):
+        found = ckpt.latest_valid_checkpoint(tmp_path, set_aside=True)
+    assert found == ckpt.checkpoint_path(tmp_path, 2)
+    assert (tmp_path / "ckpt_00000003.npz.corrupt.1").stat().st_size == 40  # kept, not deleted
+    assert (tmp_path / "ckpt_00000003.npz.corrupt").read_text() == "an earlier one"
+    assert ckpt.read_metadata(found) == (2, {"epoch": 2})
+    ckpt.save_checkpoint(tmp_path, 3, tree)  # the step is free again for the resumed run

@@ -304,3 +304,10 @@ def test_num_batches(n, b, drop, expected):
 def test_errors_name_function_and_value(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_load_task_names_the_data_sets_that_fit_the_model():
+    with pytest.raises(
+        ValueError, match=r"'digits' gives 'flat' or 'nhwc' inputs, but the model reads 'sequence'; .*: chars"
+    ):
+        data.load_task("digits", "sequence")

@@ -150,8 +150,8 @@ def test_batch_not_divisible_by_devices_is_a_clear_error(tmp_path):
         data_parallel(8)
     with pytest.raises(ValueError, match="same leading"):
         shard_batch((x[:32], y[:16]), parallel)
-    assert main(["train", "--devices", "4", "--batch-size", "30", "--epochs", "1", "--no-progress"]) == 2
-    assert main(["train", "--devices", "5", "--epochs", "1", "--no-progress"]) == 2
+    assert main(["train", "--devices", "4", "--batch-size", "30", "--epochs", "1", "--no-progress"]) == 1
+    assert main(["train", "--devices", "5", "--epochs", "1", "--no-progress"]) == 1
     print("clear errors")
     """,
         cwd=tmp_path,
@@ -177,9 +177,10 @@ def test_checkpoints_resume_across_device_counts(tmp_path):
     devices = {{1: data_parallel(1), 4: data_parallel(4)}}
     data = (np.concatenate([x, x + 1]), np.concatenate([y, y]))
 
-    def fit(epochs, n, directory, **kw):
+    def fit(epochs, n, directory, resume=False, **kw):
         config = train.TrainConfig(epochs=epochs, batch_size=32, optimizer="momentum", learning_rate=0.1)
-        return train.fit(net, data, config, parallel=devices[n], checkpoint_dir=root / directory, progress=False, **kw)
+        checkpoints = train.CheckpointConfig(root / directory, resume=resume)
+        return train.fit(net, data, config, parallel=devices[n], checkpoints=checkpoints, progress=False, **kw)
 
     full = {{n: fit(2, n, f"full{{n}}").state for n in (1, 4)}}
     chex.assert_trees_all_close(on_host(full[1].params), on_host(full[4].params), atol=1e-6, rtol=1e-6)

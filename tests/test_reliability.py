@@ -224,13 +224,23 @@ def test_second_fit_on_a_locked_directory_is_refused_naming_the_holder(tmp_path)
         lock_directory(tmp_path),
         pytest.raises(CheckpointError, match=rf"in use by another run \(pid {os.getpid()}\)"),
     ):
-        train.fit(model, data, train.TrainConfig(epochs=1, batch_size=16), checkpoint_dir=tmp_path, progress=False)
+        train.fit(
+            model,
+            data,
+            train.TrainConfig(epochs=1, batch_size=16),
+            checkpoints=train.CheckpointConfig(tmp_path),
+            progress=False,
+        )
 
 
 def test_resume_on_an_empty_directory_says_so_in_one_line(tmp_path, capsys):
     train, model, data = _tiny_run()
     train.fit(
-        model, data, train.TrainConfig(epochs=1, batch_size=32), checkpoint_dir=tmp_path, resume=True, progress=False
+        model,
+        data,
+        train.TrainConfig(epochs=1, batch_size=32),
+        checkpoints=train.CheckpointConfig(tmp_path, resume=True),
+        progress=False,
     )
     lines = [line for line in capsys.readouterr().err.splitlines() if "resume" in line]
     assert len(lines) == 1 and "no checkpoint in" in lines[0] and "starting a new run" in lines[0]
@@ -241,7 +251,7 @@ def test_cli_turns_a_checkpoint_error_into_one_line_and_exit_1(tmp_path, capsys)
     from jaxbp.checkpoint import lock_directory
 
     with lock_directory(tmp_path):
-        code = cli.main(["train", "--model", "mlp", "--data", "digits", "--epochs", "1", "--samples", "64",
+        code = cli.main(["train", "--model", "mlp", "--data", "digits", "--epochs", "1",
                          "--checkpoint-dir", str(tmp_path), "--no-progress"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "in use by another run" in err[0] and "Traceback" not in err[0]

@@ -173,7 +173,14 @@ def uninterrupted(small_digits, tmp_path_factory):
     train_data, test_data = small_digits
     directory = tmp_path_factory.mktemp("uninterrupted")
     config = train.TrainConfig(epochs=4, **RESUME_CONFIG)
-    return train.fit(RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=directory, progress=False)
+    return train.fit(
+        RESUME_MODEL,
+        train_data,
+        config,
+        test_data=test_data,
+        checkpoints=train.CheckpointConfig(directory),
+        progress=False,
+    )
 
 
 def test_fit_threads_model_state_and_dropout_keys(uninterrupted, small_digits):
@@ -198,7 +205,7 @@ def test_resume_reproduces_the_uninterrupted_run_bit_exactly(uninterrupted, smal
         train_data,
         train.TrainConfig(epochs=2, **RESUME_CONFIG),
         test_data=test_data,
-        checkpoint_dir=tmp_path,
+        checkpoints=train.CheckpointConfig(tmp_path),
         progress=False,
     )
     assert [step for step, _ in list_checkpoints(tmp_path)] == [8, 16]
@@ -208,8 +215,7 @@ def test_resume_reproduces_the_uninterrupted_run_bit_exactly(uninterrupted, smal
         train_data,
         train.TrainConfig(epochs=4, **RESUME_CONFIG),
         test_data=test_data,
-        checkpoint_dir=tmp_path,
-        resume=True,
+        checkpoints=train.CheckpointConfig(tmp_path, resume=True),
         progress=False,
     )
     assert _leaves_equal(resumed.state, uninterrupted.state)  # params, optimizer, batch-norm state, key, step
@@ -230,13 +236,18 @@ def test_resuming_an_interrupted_run_reproduces_the_uninterrupted_run(uninterrup
             train_data,
             config,
             test_data=test_data,
-            checkpoint_dir=tmp_path,
+            checkpoints=train.CheckpointConfig(tmp_path),
             progress=False,
             on_step=interrupt,
         )
     assert [step for step, _ in list_checkpoints(tmp_path)] == [8]  # epoch 1 only
     resumed = train.fit(
-        RESUME_MODEL, train_data, config, test_data=test_data, checkpoint_dir=tmp_path, resume=True, progress=False
+        RESUME_MODEL,
+        train_data,
+        config,
+        test_data=test_data,
+        checkpoints=train.CheckpointConfig(tmp_path, resume=True),
+        progress=False,
     )
     assert _leaves_equal(resumed.state, uninterrupted.state)
     assert _without_timing(resumed.history) == _without_timing(uninterrupted.history)
@@ -256,10 +267,12 @@ def test_crash_between_write_and_rename_leaves_the_last_checkpoint_intact(small_
 
     monkeypatch.setattr(ckpt.os, "replace", crash_on_second_save)
     with pytest.raises(OSError, match="simulated crash"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "ckpt_00000008.npz"]  # no half-written file
-    resumed = train.fit(model, train_data, config, checkpoint_dir=tmp_path, resume=True, progress=False)
+    resumed = train.fit(
+        model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False
+    )
     fresh = train.fit(model, train_data, config, progress=False)
     assert _leaves_equal(resumed.state, fresh.state)
 
@@ -268,37 +281,46 @@ def test_corrupt_or_mismatched_checkpoints_are_clear_errors(uninterrupted, small
     train_data, _ = small_digits
     config = train.TrainConfig(epochs=1, batch_size=32, seed=1)
     model = SMALL_MODEL
-    train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
-    with pytest.raises(CheckpointError, match=r"already holds ckpt_00000008.npz; pass resume=True \(--resume\)"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, progress=False)
+    train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
+    more = dataclasses.replace(config, epochs=2)
+    with pytest.raises(ValueError, match="ckpt_00000008.npz is at epoch 1 already, so epochs=1 would train nothing"):
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
+    with pytest.raises(CheckpointError, match=r"already holds a run \(ckpt_00000008.npz\); resume it"):
+        train.fit(model, train_data, config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     with pytest.raises(CheckpointError, match="batch_size=32 but this run has batch_size=16"):
         train.fit(
             model,
             train_data,
             train.TrainConfig(epochs=2, batch_size=16, seed=1),
-            checkpoint_dir=tmp_path,
-            resume=True,
+            checkpoints=train.CheckpointConfig(tmp_path, resume=True),
             progress=False,
         )
     with pytest.raises(CheckpointError, match="shape"):  # another width
         train.fit(
             models.build_model("mlp", num_outputs=10, depth=1, width=9),
             train_data,
-            config,
-            checkpoint_dir=tmp_path,
-            resume=True,
+            more,
+            checkpoints=train.CheckpointConfig(tmp_path, resume=True),
             progress=False,
         )
     with pytest.raises(CheckpointError, match="different run"):
         train.fit(
-            model, train_data, config, checkpoint_dir=tmp_path, resume=True, run_info={"model": "other"}, progress=False
+            model,
+            train_data,
+            config,
+            checkpoints=train.CheckpointConfig(tmp_path, resume=True, run_info={"model": "other"}),
+            progress=False,
         )
     path = latest_checkpoint(tmp_path)
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(CheckpointError, match="ckpt_00000008.npz.*(corrupt|truncated)"):
-        train.fit(model, train_data, config, checkpoint_dir=tmp_path, resume=True, progress=False)
-    with pytest.raises(ValueError, match="resume=True needs a checkpoint_dir"):
-        train.fit(model, train_data, config, resume=True, progress=False)
+    with (
+        pytest.warns(UserWarning, match="set aside as ckpt_00000008.npz.corrupt"),
+        pytest.raises(CheckpointError, match="ckpt_00000008.npz.*(corrupt|truncated)"),
+    ):
+        train.fit(model, train_data, more, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
+    assert (tmp_path / "ckpt_00000008.npz.corrupt").exists()  # set aside, never deleted
+    with pytest.raises(ValueError, match="directory is empty"):
+        train.CheckpointConfig("")
 
 
 # ------------------------------------------------------------------- non-finite guard
@@ -334,12 +356,18 @@ def test_guard_names_the_step_and_the_first_overflowing_layer(tmp_path):
     # layer 3's weights are 1e19: finite for digits (z3 ~ 1e19), but an input 1e22 times
     # larger overflows float32 first at z3 (~1e41), then everything downstream.
     model, (x, y), config = _overflow_setup({3: 1e19})
-    train.fit(model, (x, y), dataclasses.replace(config, epochs=1), checkpoint_dir=tmp_path, progress=False)
+    train.fit(
+        model,
+        (x, y),
+        dataclasses.replace(config, epochs=1),
+        checkpoints=train.CheckpointConfig(tmp_path),
+        progress=False,
+    )
     x[32:64] *= 1e22  # batch 1 of each epoch: step 5 = epoch 2, batch 1
     with pytest.raises(
         train.NonFiniteError, match=r"step 5 \(epoch 2\): first non-finite activation at tap 'z3'"
     ) as info:
-        train.fit(model, (x, y), config, checkpoint_dir=tmp_path, resume=True, progress=False)
+        train.fit(model, (x, y), config, checkpoints=train.CheckpointConfig(tmp_path, resume=True), progress=False)
     assert info.value.step == 5 and info.value.layer == "z3"
     assert "no checkpoint was written from it (last good checkpoint:" in str(info.value)
     assert [step for step, _ in list_checkpoints(tmp_path)] == [4]  # epoch 2 never saved
@@ -352,7 +380,7 @@ def test_guard_names_the_first_layer_whose_gradient_overflows(tmp_path):
     with pytest.raises(
         train.NonFiniteError, match=r"step 0 .*non-finite gradient first in params\[0\]\[0\]\['b'\]"
     ) as info:
-        train.fit(model, (x * 1e-30, y), config, checkpoint_dir=tmp_path, progress=False)
+        train.fit(model, (x * 1e-30, y), config, checkpoints=train.CheckpointConfig(tmp_path), progress=False)
     assert info.value.layer == "params[0][0]['b']" and "activation" not in str(info.value)
     assert list_checkpoints(tmp_path) == []
 
@@ -419,3 +447,11 @@ def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_elsewhere():
     quiet = io.StringIO()
     Progress(1, 1, stream=quiet, enabled=False).end_epoch({"train_loss": 1.0})
     assert quiet.getvalue() == ""
+
+
+def test_a_run_that_would_never_update_is_refused_before_any_work(small_digits):
+    train_data, _ = small_digits  # 256 examples: 8 steps of 32 per epoch
+    config = train.TrainConfig(epochs=2, batch_size=32, accumulate=17)
+    with pytest.raises(ValueError, match=r"accumulate=17 micro-batches per update, but the whole run has only 16"):
+        train.fit(SMALL_MODEL, train_data, config, progress=False)
+    train.check_run_length(256, dataclasses.replace(config, accumulate=16))  # one update: allowed

@@ -19,7 +19,8 @@ over the header and every leaf's bytes.
   optimizer state, or ``jax.eval_shape`` output) that fixes the structure; the stored
   structure, leaf paths, shapes and dtypes must match it exactly. Restoring from a
   directory falls back to the newest *valid* checkpoint, warning about each newer
-  corrupt one (which file and why).
+  corrupt one (which file and why). ``set_aside=True`` renames each such file to
+  ``<name>.corrupt`` (never deletes it), so a resumed run can write that step again.
 * Leaves are jax or numpy arrays of a numeric dtype, or typed PRNG keys. bfloat16 (and
   the other ``ml_dtypes`` types) are stored as unsigned-int views with the dtype name
   recorded; typed keys (``jax.random.key``) as their key data with the implementation
@@ -65,6 +66,7 @@ __all__ = [
     "latest_valid_checkpoint",
     "list_checkpoints",
     "lock_directory",
+    "read_metadata",
     "remove_stale_temp_files",
     "restore_checkpoint",
     "save_checkpoint",
@@ -111,12 +113,27 @@ def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     return checkpoints[-1][1] if checkpoints else None
 
 
-def latest_valid_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+def _set_aside(path: Path) -> Path:
+    """Rename a bad checkpoint to ``<name>.corrupt`` (``.corrupt.1``, ... if taken); return the new path."""
+    target, n = path.with_name(path.name + ".corrupt"), 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt.{n}")
+    try:
+        os.replace(path, target)
+    except OSError as error:
+        raise CheckpointError(f"cannot set aside the corrupt checkpoint {str(path)!r} ({error.strerror})") from None
+    return target
+
+
+def latest_valid_checkpoint(directory: str | os.PathLike[str], *, set_aside: bool = False) -> Path | None:
     """The highest-step checkpoint in ``directory`` that reads back and passes its checksum.
 
     Each newer file that does not is skipped with a ``UserWarning`` naming it and why,
-    so one corrupt file never blocks resuming from an older good one. ``None`` when
-    the directory holds no checkpoint file; :class:`CheckpointError` when it holds only
+    so one corrupt file never blocks resuming from an older good one; with
+    ``set_aside=True`` it is also renamed to ``<name>.corrupt`` (kept for inspection,
+    and out of the way of the step a resumed run writes next). ``None`` when the
+    directory holds no checkpoint file; :class:`CheckpointError` when it holds only
     bad ones.
     """
     checkpoints = list_checkpoints(directory)
@@ -126,7 +143,8 @@ def latest_valid_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
             _read("latest_valid_checkpoint", path)
         except CheckpointError as error:
             problems.append(str(error))
-            warnings.warn(f"{error}; skipping it", stacklevel=2)
+            moved = f"; set aside as {_set_aside(path).name}" if set_aside else "; skipping it"
+            warnings.warn(f"{error}{moved}", stacklevel=2)
             continue
         return path
     if problems:
@@ -155,8 +173,6 @@ def _fsync_dir(directory: Path) -> None:
     finally:
         os.close(fd)
 
-
-# ---------------------------------------------------------------------------- save
 
 # ---------------------------------------------------------------------------- save
 
@@ -288,6 +304,12 @@ def _read(caller: str, path: Path) -> tuple[dict[str, Any], list[np.ndarray]]:
                 f"header says {spec['stored_dtype']}{spec['stored_shape']})"
             )
     return header, stored
+
+
+def read_metadata(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any]]:
+    """``(step, metadata)`` of the checkpoint file ``path``, verified, without a target tree."""
+    header, _ = _read("read_metadata", Path(path))
+    return int(header["step"]), dict(header["metadata"])
 
 
 def restore_checkpoint(path_or_directory: str | os.PathLike[str], target: Any) -> tuple[int, Any, dict[str, Any]]:

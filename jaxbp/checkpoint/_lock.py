@@ -53,12 +53,14 @@ def lock_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
     be written.
     """
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"the checkpoint directory {str(directory)!r} is a file, not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
         raise CheckpointError(
-            f"lock_directory: cannot write to the checkpoint directory {str(directory)!r} ({error.strerror})"
+            f"cannot write to the checkpoint directory {str(directory)!r} ({error.strerror})"
         ) from None
     try:
         try:
@@ -68,7 +70,7 @@ def lock_directory(directory: str | os.PathLike[str]) -> Iterator[Path]:
                 raise
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             raise CheckpointError(
-                f"lock_directory: checkpoint directory {str(directory)!r} is in use by another run "
+                f"the checkpoint directory {str(directory)!r} is in use by another run "
                 f"(pid {holder}); wait for it to finish or use another directory"
             ) from None
         os.ftruncate(fd, 0)

@@ -67,7 +67,9 @@ def load_task(name: str, layout: str, num_samples: int = 1000) -> Task:
     """The data set ``name`` in ``layout``, or a clear error naming the choices."""
     dataset = choose("load_task", "data set", name, DATA_SETS)
     if layout not in dataset.layouts:
+        fitting = [other for other, candidate in DATA_SETS.items() if layout in candidate.layouts]
         raise ValueError(
-            f"load_task: data set {name!r} has layouts {list(dataset.layouts)}, but the model needs {layout!r}"
+            f"load_task: data set {name!r} gives {' or '.join(map(repr, dataset.layouts))} inputs, but the model "
+            f"reads {layout!r}; data sets in that layout: {', '.join(fitting) or 'none'}"
         )
     return dataset.load(layout, num_samples)

@@ -9,12 +9,14 @@ from jaxbp.models._registry import (
     LAYOUTS,
     MODEL_MODULES,
     ModelSpec,
+    TrainingDefaults,
     build_model,
     coerce_options,
     get_model,
     model_names,
     model_options,
     register_model,
+    training_defaults,
 )
 from jaxbp.models.perceptron import mlp
 
@@ -22,6 +24,7 @@ __all__ = [
     "LAYOUTS",
     "MODEL_MODULES",
     "ModelSpec",
+    "TrainingDefaults",
     "build_model",
     "coerce_options",
     "get_model",
@@ -29,4 +32,5 @@ __all__ = [
     "model_names",
     "model_options",
     "register_model",
+    "training_defaults",
 ]

@@ -30,12 +30,14 @@ __all__ = [
     "LAYOUTS",
     "MODEL_MODULES",
     "ModelSpec",
+    "TrainingDefaults",
     "build_model",
     "coerce_options",
     "get_model",
     "model_names",
     "model_options",
     "register_model",
+    "training_defaults",
 ]
 
 Builder = Callable[..., nn.Layer]
@@ -60,6 +62,24 @@ class ModelSpec(NamedTuple):
     layout: str  # input layout the network expects: one of LAYOUTS
     description: str  # first line of the builder's docstring
 
+
+class TrainingDefaults(NamedTuple):
+    """How ``jaxbp train --model NAME`` trains when a flag is not given."""
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+
+
+# Settings that train each family well on its usual data set (docs/training-cli.md gives the
+# accuracies they reach); a family not listed gets TrainingDefaults().
+TRAINING_DEFAULTS: dict[str, TrainingDefaults] = {
+    "mlp": TrainingDefaults(epochs=20, learning_rate=3e-3),
+    "cnn": TrainingDefaults(epochs=20, learning_rate=3e-3),
+    "resnet": TrainingDefaults(epochs=20, learning_rate=3e-3),
+    "lstm": TrainingDefaults(epochs=30, learning_rate=3e-3),
+    "transformer": TrainingDefaults(epochs=30, learning_rate=3e-3),
+}
 
 _REGISTRY: dict[str, ModelSpec] = {}
 _modules_loaded = False
@@ -106,6 +126,11 @@ def get_model(name: str) -> ModelSpec:
     """The :class:`ModelSpec` registered as ``name``; unknown names list the choices."""
     _load_modules()
     return choose("get_model", "model", name, _REGISTRY)
+
+
+def training_defaults(name: str) -> TrainingDefaults:
+    """The epochs, learning rate and batch size model ``name`` trains with by default."""
+    return TRAINING_DEFAULTS.get(get_model(name).name, TrainingDefaults())
 
 
 def model_options(name: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 From the inside out: :mod:`._objectives` (losses, accuracies and optimizers by name),
 :mod:`._step` (``loss_and_grads``, ``make_train_step``, ``evaluate``), :mod:`._guard`
-(the non-finite guard's message) and :mod:`._fit` (epochs, checkpoints, resume).
+(the non-finite guard's message) and :mod:`._resume` (checkpoint settings, where a run starts) and :mod:`._fit` (epochs).
 """
 
 from jaxbp.train._fit import FitResult, TrainConfig, fit
@@ -23,6 +23,7 @@ from jaxbp.train._parallel import (
     shard_state,
     state_shardings,
 )
+from jaxbp.train._resume import CheckpointConfig, check_run_length
 from jaxbp.train._step import (
     Batch,
     LossAndGrads,
@@ -37,6 +38,7 @@ from jaxbp.train._tbptt import ChunkGradients, make_truncated_bptt_step, truncat
 
 __all__ = [
     "Batch",
+    "CheckpointConfig",
     "ChunkGradients",
     "DataParallel",
     "FitResult",
@@ -47,6 +49,7 @@ __all__ = [
     "TrainConfig",
     "TrainState",
     "check_batch_size",
+    "check_run_length",
     "data_parallel",
     "evaluate",
     "fit",

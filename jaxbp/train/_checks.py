@@ -51,7 +51,7 @@ class DivergenceMonitor:
         self.warned = True
         warnings.warn(
             f"fit: the loss is diverging: {loss:.4g} at step {step} is more than {self.factor:g}x the first "
-            f"loss of the run ({self.baseline:.4g}); try a lower learning rate (or clip_norm)",
+            f"loss of the run ({self.baseline:.4g}); try a lower learning rate (--lr) or gradient clipping (clip_norm, --clip)",
             RuntimeWarning,
             stacklevel=4,
         )

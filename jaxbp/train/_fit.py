@@ -31,10 +31,8 @@ import contextlib
 import dataclasses
 import functools
 import math
-import sys
 import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -42,14 +40,7 @@ import numpy as np
 import optax
 
 from jaxbp import nn
-from jaxbp.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    latest_valid_checkpoint,
-    lock_directory,
-    restore_checkpoint,
-    save_checkpoint,
-)
+from jaxbp.checkpoint import lock_directory, restore_checkpoint, save_checkpoint
 from jaxbp.data import batches, num_batches
 from jaxbp.precision import Policy, get_policy
 from jaxbp.progress import Progress
@@ -64,7 +55,17 @@ from jaxbp.train._parallel import (
     shard_batch,
     shard_state,
 )
-from jaxbp.train._step import SHUFFLE, Batch, StepMetrics, TrainState, evaluate, init_train_state, make_train_step
+from jaxbp.train._resume import CheckpointConfig, check_run_length, start_of_run
+from jaxbp.train._step import (
+    RUN_ONCE,
+    SHUFFLE,
+    Batch,
+    StepMetrics,
+    TrainState,
+    evaluate,
+    init_train_state,
+    make_train_step,
+)
 from jaxbp.validation import positive_int, static_int
 
 
@@ -117,9 +118,6 @@ class TrainConfig:
     def objective(self) -> Objective:
         """The :class:`Objective` named by ``loss``."""
         return self._objective  # type: ignore[attr-defined]
-
-
-_NOT_RESUME_FIELDS = ("epochs", "eval_batch_size")
 
 
 class _EpochLog:
@@ -175,37 +173,17 @@ def _json_number(value: Any) -> float | int | None:
     return value if math.isfinite(value) else None
 
 
-def _check_resume(path: Path, metadata: Mapping[str, Any], config: TrainConfig, run_info: Mapping[str, Any]) -> None:
-    stored = metadata.get("config", {})
-    current = config.to_dict()
-    for name, value in current.items():
-        if name not in _NOT_RESUME_FIELDS and stored.get(name) != value:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} was written with {name}={stored.get(name)!r} but this run has "
-                f"{name}={value!r}; resuming would not reproduce the run. Use the same settings or a new checkpoint directory."
-            )
-    stored_info = metadata.get("run_info", {})
-    if stored_info != dict(run_info):
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} belongs to a different run: it was written for {stored_info}, this run is {dict(run_info)}"
-        )
-
-
 def fit(
     model: nn.Layer,
     train_data: Batch,
     config: TrainConfig = TrainConfig(),
     *,
     test_data: Batch | None = None,
+    checkpoints: CheckpointConfig | None = None,
+    parallel: DataParallel | None = None,
     optimizer: optax.GradientTransformation | None = None,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
-    keep_checkpoints: int = 3,
-    checkpoint_every: int = 1,
-    run_info: Mapping[str, Any] | None = None,
     progress: bool | Progress = True,
     on_step: Callable[[TrainState], None] | None = None,
-    parallel: DataParallel | None = None,
 ) -> FitResult:
     """Train ``model`` on ``train_data = (x, y)`` for ``config.epochs`` epochs.
 
@@ -213,16 +191,14 @@ def fit(
     dropped, so every step has the same shape), then evaluates on ``test_data``.
     ``optimizer`` overrides the one built from ``config``.
 
-    With ``checkpoint_dir`` the full :class:`TrainState`, the history and the config
-    are saved atomically every ``checkpoint_every`` epochs and after the last one
-    (``keep_checkpoints`` newest kept). ``resume=True`` continues from the latest
-    checkpoint there (bit-exactly as if never interrupted); without it the directory
-    must hold no checkpoint. ``run_info`` (JSON, e.g. model name and options) is
-    stored and must match on resume.
+    ``checkpoints`` (:class:`CheckpointConfig`) saves the run and resumes it bit-exactly
+    as if never interrupted.
 
-    Raises :class:`NonFiniteError` naming the step and the first non-finite tap or
-    gradient; no checkpoint is written after that step. ``on_step(state)`` is called
-    after every step (e.g. to stop a run).
+    Raises ``ValueError`` before any work for a run that would do nothing (a batch larger
+    than the data, ``accumulate`` longer than the run, a resumed run already at
+    ``config.epochs``), and :class:`NonFiniteError` naming the step and the first
+    non-finite tap or gradient; no checkpoint is written after that step.
+    ``on_step(state)`` is called after every step (e.g. to stop a run).
 
     ``parallel`` (:func:`jaxbp.train.data_parallel`) splits every batch over several
     devices (``batch_size`` must be divisible by their number) with the state replicated
@@ -231,58 +207,45 @@ def fit(
     """
     x_train, y_train = train_data
     steps_per_epoch = num_batches(len(x_train), config.batch_size, drop_remainder=True)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"fit: batch_size {config.batch_size} is larger than the training set ({len(x_train)} examples)"
-        )
-    if resume and checkpoint_dir is None:
-        raise ValueError("fit: resume=True needs a checkpoint_dir")
-    run_info = dict(run_info or {})
-    policy, objective = config.policy, config.objective
+    check_run_length(len(x_train), config)
+    objective = config.objective
     tx = optimizer if optimizer is not None else config.optimizer_transform()
     input_shape = (config.batch_size, *np.shape(x_train)[1:])
     parallel = parallel if parallel is not None else data_parallel(jax.devices()[:1])
     check_batch_size(config.batch_size, parallel)
-    # placed on the devices, like a restored state, so both hit the same compiled step
-    state = shard_state(init_train_state(model, tx, input_shape, key=config.seed, precision=policy), parallel)
     reporter = (
         progress if isinstance(progress, Progress) else Progress(config.epochs, steps_per_epoch, enabled=progress)
     )
-
-    example = jax.ShapeDtypeStruct(input_shape, np.asarray(x_train[:1]).dtype)
-    outputs = jax.eval_shape(lambda p, x: model.forward(p, x, state.model_state, train=False)[0], state.params, example)
-    check_labels(objective.name, y_train, outputs.shape[-1])
-    run_lock = lock_directory(checkpoint_dir) if checkpoint_dir is not None else contextlib.nullcontext()
+    directory = checkpoints.directory if checkpoints is not None else None
+    run_lock = lock_directory(directory) if directory is not None else contextlib.nullcontext()
     with run_lock:
-        return _train(
-            model, train_data, config, state, tx, reporter, steps_per_epoch, example, test_data=test_data,
-            checkpoint_dir=checkpoint_dir, resume=resume, keep_checkpoints=keep_checkpoints,
-            checkpoint_every=checkpoint_every, run_info=run_info, on_step=on_step, parallel=parallel,
-        )  # fmt: skip
+        start = start_of_run(checkpoints, config)  # before the first compile: a finished run is refused here
+        # placed on the devices, like a restored state, so both hit the same compiled step
+        state = shard_state(
+            init_train_state(
+                model, tx, input_shape, key=config.seed, precision=config.policy, compiler_options=RUN_ONCE
+            ),
+            parallel,
+        )
+        example = jax.ShapeDtypeStruct(input_shape, np.asarray(x_train[:1]).dtype)
+        outputs = jax.eval_shape(
+            lambda p, x: model.forward(p, x, state.model_state, train=False)[0], state.params, example
+        )
+        check_labels(objective.name, y_train, outputs.shape[-1])
+        if start.checkpoint is not None:
+            _, state, metadata = restore_checkpoint(start.checkpoint, state)
+            reporter.message(f"resumed from {start.checkpoint} (epoch {start.epoch}, step {int(state.step)})")
+        return _train(model, train_data, config, state, tx, reporter, steps_per_epoch, example, start,
+                      test_data=test_data, checkpoints=checkpoints, on_step=on_step, parallel=parallel)  # fmt: skip
 
 
-def _train(model, train_data, config, state, tx, reporter, steps_per_epoch, example, *, test_data, checkpoint_dir,
-           resume, keep_checkpoints, checkpoint_every, run_info, on_step, parallel) -> FitResult:  # fmt: skip
+def _train(model, train_data, config, state, tx, reporter, steps_per_epoch, example, start, *, test_data,
+           checkpoints, on_step, parallel) -> FitResult:  # fmt: skip
     """The body of :func:`fit`, run while the checkpoint directory is locked."""
     x_train, y_train = train_data
     policy, objective = config.policy, config.objective
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    last_checkpoint = latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-    if resume and last_checkpoint is None:
-        print(f"fit: --resume: no checkpoint in {str(checkpoint_dir)!r}; starting a new run", file=sys.stderr)
-    if last_checkpoint is not None and resume:
-        last_checkpoint = latest_valid_checkpoint(checkpoint_dir)
-    if last_checkpoint is not None and not resume:
-        raise CheckpointError(
-            f"checkpoint directory {str(checkpoint_dir)!r} already holds {last_checkpoint.name}; pass resume=True (--resume) to continue that run, or use an empty directory"
-        )
-    if last_checkpoint is not None:
-        _, state, metadata = restore_checkpoint(last_checkpoint, state)
-        _check_resume(last_checkpoint, metadata, config, run_info)
-        start_epoch, history = int(metadata["epoch"]), list(metadata["history"])
-        reporter.message(f"resumed from {last_checkpoint} (epoch {start_epoch}, step {int(state.step)})")
-
+    start_epoch, history, last_checkpoint = start.epoch, start.history, start.checkpoint
+    run_info = dict(checkpoints.run_info) if checkpoints is not None else {}
     leaf_paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(state.params)[0]]
     tap_names = nn.tap_names(model, state.params, example, state.model_state, train=True, key=jax.random.key(0))
     train_step = parallel_train_step(
@@ -290,12 +253,13 @@ def _train(model, train_data, config, state, tx, reporter, steps_per_epoch, exam
     )
     if parallel.num_devices > 1:
         reporter.message(parallel.describe(config.batch_size))
-    if start_epoch < config.epochs:  # compile (or find in the cache) first, so epoch 1's throughput is not compile time
-        compile_start = time.perf_counter()
-        jax.block_until_ready(
-            train_step(state, shard_batch((x_train[: config.batch_size], y_train[: config.batch_size]), parallel))
-        )
-        reporter.message(f"compiled the train step in {time.perf_counter() - compile_start:.2f}s")
+    # compile (or find in the cache) first, so epoch 1's throughput is not compile time
+    reporter.message("compiling the train step ...")
+    compile_start = time.perf_counter()
+    jax.block_until_ready(
+        train_step(state, shard_batch((x_train[: config.batch_size], y_train[: config.batch_size]), parallel))
+    )
+    reporter.message(f"compiled the train step in {time.perf_counter() - compile_start:.2f}s")
     shuffle_key = jax.random.fold_in(state.key, SHUFFLE)
     divergence = DivergenceMonitor(baseline=history[0]["train_loss"] if history else None)
 
@@ -346,9 +310,9 @@ def _train(model, train_data, config, state, tx, reporter, steps_per_epoch, exam
         reporter.end_epoch({k: v for k, v in record.items() if k not in ("epoch", "step")})
 
         is_last = epoch + 1 == config.epochs
-        if checkpoint_dir is not None and ((epoch + 1) % checkpoint_every == 0 or is_last):
+        if checkpoints is not None and ((epoch + 1) % checkpoints.every == 0 or is_last):
             metadata = {"epoch": epoch + 1, "config": config.to_dict(), "run_info": run_info, "history": history}
             last_checkpoint = save_checkpoint(
-                checkpoint_dir, int(state.step), state, metadata=metadata, keep=keep_checkpoints
+                checkpoints.directory, int(state.step), state, metadata=metadata, keep=checkpoints.keep
             )
     return FitResult(state, history)

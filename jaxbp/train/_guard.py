@@ -54,6 +54,6 @@ def non_finite_error(
     message = (
         f"training stopped: non-finite values at step {step} (epoch {epoch + 1}): " + "; ".join(parts)
         + f". The state of this step was discarded, no checkpoint was written from it ({saved}). "
-        "Try a lower learning rate, gradient clipping (clip_norm) or another initialisation."
+        "Try a lower learning rate (--lr), gradient clipping (clip_norm, --clip) or another initialisation."
     )  # fmt: skip
     return NonFiniteError(message, step=step, layer=layer)

@@ -72,6 +72,11 @@ def _as_key(key: int | Array) -> Array:
     return key
 
 
+# XLA options for a program compiled once and run once (the initialisation): backend
+# optimisations cost several times the compile time and save nothing there.
+RUN_ONCE = {"xla_backend_optimization_level": 0}
+
+
 def init_train_state(
     model: nn.Layer,
     optimizer: optax.GradientTransformation,
@@ -79,16 +84,26 @@ def init_train_state(
     *,
     key: int | Array = 0,
     precision: str | Policy = "f32",
+    compiler_options: dict[str, Any] | None = None,
 ) -> TrainState:
-    """Initialise params (from ``fold_in(key, INIT)``), model state and optimizer state."""
+    """Initialise params (from ``fold_in(key, INIT)``), model state and optimizer state.
+
+    The whole initialisation is one compiled program: run eagerly, every weight's random
+    draw would compile a program of its own shape (dozens for a ResNet). ``compiler_options``
+    go to that program's ``jax.jit`` (:func:`fit` passes :data:`RUN_ONCE`); leave them out
+    when calling this under a trace (``jax.eval_shape``, ``jax.jit``), where JAX refuses them.
+    """
     policy = get_policy(precision)
     root = _as_key(key)
-    params, _ = model.init(jax.random.fold_in(root, INIT), tuple(input_shape))
-    params = cast_floating(params, policy.param_dtype)
-    model_state = model.init_state(params)
-    return TrainState(
-        params, optimizer.init(params), model_state, root, jnp.zeros((), jnp.int32), policy.initial_loss_scale()
-    )
+
+    @functools.partial(jax.jit, compiler_options=compiler_options)
+    def draw(root: Array) -> tuple[Any, Any, Any]:
+        params, _ = model.init(jax.random.fold_in(root, INIT), tuple(input_shape))
+        params = cast_floating(params, policy.param_dtype)
+        return params, optimizer.init(params), model.init_state(params)
+
+    params, opt_state, model_state = draw(root)
+    return TrainState(params, opt_state, model_state, root, jnp.zeros((), jnp.int32), policy.initial_loss_scale())
 
 
 # ----------------------------------------------------------------------------- forward
