@@ -5,7 +5,8 @@ From the inside out: :mod:`._objectives` (losses, accuracies and optimizers by n
 (the non-finite guard's message) and :mod:`._resume` (checkpoint settings, where a run starts) and :mod:`._fit` (epochs).
 """
 
-from jaxbp.train._fit import FitResult, TrainConfig, fit
+from jaxbp.train._config import TrainConfig
+from jaxbp.train._fit import FitResult, fit
 from jaxbp.train._guard import NonFiniteError
 from jaxbp.train._objectives import (
     Objective,

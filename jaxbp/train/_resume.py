@@ -14,7 +14,7 @@ from jaxbp.data import num_batches
 from jaxbp.validation import positive_int
 
 if TYPE_CHECKING:
-    from jaxbp.train._fit import TrainConfig
+    from jaxbp.train._config import TrainConfig
 
 # TrainConfig fields a resumed run may change
 _NOT_RESUME_FIELDS = ("epochs", "eval_batch_size")
