@@ -31,7 +31,8 @@ price of D = rowsum(dY ∘ Y) (which saves a pass over the tiles): a NaN or inf 
 masked key makes the outputs NaN (``0 * NaN``, in both), hence D and the ``dQ``/``dK`` of
 those rows; autodiff, which never forms D, keeps them finite. The extra NaN lie only in
 gradients of rows whose output is already NaN, so no NaN is hidden and no finite loss
-gets a NaN gradient. Grouped-query attention: ``k, v`` may have ``Hk`` heads with
+gets a NaN gradient. Scores near 1e30 are beyond parity: XLA's compiled ``exp`` turns some
+into NaN, and autodiff of the reference itself then differs between eager and ``jit``. Grouped-query attention: ``k, v`` may have ``Hk`` heads with
 ``Hk`` dividing ``H``; query head ``h`` uses key/value head ``h // (H / Hk)``.
 bf16/f16 inputs keep their dtype; scores, softmax statistics and sums are float32.
 Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on this op.
