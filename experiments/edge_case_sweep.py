@@ -38,6 +38,7 @@ from jaxbp import ops, reference
 
 OUTCOMES = ("match", "refused", "poisoned", "documented", "raw error", "silent")
 CAUSAL_SKIP = "attention: causal NaN in k/v at a key a skipped tile cannot see (module docstring)"
+HUGE_CELLS = "lstm: c0 ~1e30, where autodiff of the reference disagrees with central differences (module docstring)"
 HUGE_SCORES = "attention: scores of ~1e30, where compiled exp gives NaN (the reference differs eager vs jit too)"
 
 
@@ -274,7 +275,11 @@ def _generic_cases(op: str) -> list[Case]:
                 if name == "params" and spoil_name in VALUE_SPOILERS:
                     continue
                 args = {**base, name: _replaced(base[name], path, spoil(_get(base[name], path)))}
-                documented = HUGE_SCORES if op == "attention" and spoil_name == "huge" and name != "v" else None
+                documented = None
+                if spoil_name == "huge" and op == "attention" and name != "v":
+                    documented = HUGE_SCORES
+                if spoil_name == "huge" and op == "lstm" and path == (1,):
+                    documented = HUGE_CELLS
                 cases.append(Case(op, f"{label}: {spoil_name}", args, documented))
     return cases
 
