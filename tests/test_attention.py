@@ -78,10 +78,10 @@ def test_random_shapes(x64, q_len, k_len, kv_heads, groups, head_dim, block_size
 @settings(max_examples=25)
 @given(q_len=st.integers(1, 40), k_len=st.integers(1, 40), block_size=st.integers(1, 16), causal=st.booleans())
 def test_the_scans_visit_exactly_the_tiles_with_an_allowed_pair(q_len, k_len, block_size, causal):
-    from jaxbp.ops.attention import _tiles
+    from jaxbp.ops.attention import _tile_grid
     from jaxbp.reference.attention import causal_allowed
 
-    tiles = _tiles(jnp.zeros((1, q_len, 1, 1)), jnp.zeros((1, k_len, 1, 1)), causal, block_size)
+    tiles = _tile_grid(jnp.zeros((1, q_len, 1, 1)), jnp.zeros((1, k_len, 1, 1)), causal, block_size)
     allowed = np.ones((q_len, k_len), bool)
     if causal:
         allowed = np.asarray(causal_allowed(jnp.arange(q_len), jnp.arange(k_len), q_len, k_len))
@@ -96,9 +96,9 @@ def test_the_scans_visit_exactly_the_tiles_with_an_allowed_pair(q_len, k_len, bl
 
 
 def test_causal_self_attention_visits_the_lower_triangle_of_tiles():
-    from jaxbp.ops.attention import _tiles
+    from jaxbp.ops.attention import _tile_grid
 
-    tiles = _tiles(jnp.zeros((1, 256, 1, 1)), jnp.zeros((1, 256, 1, 1)), True, 64)
+    tiles = _tile_grid(jnp.zeros((1, 256, 1, 1)), jnp.zeros((1, 256, 1, 1)), True, 64)
     assert tiles.pairs == tuple((i, j) for i in range(4) for j in range(i + 1))  # 10 of 16
 
 
@@ -112,12 +112,12 @@ def test_single_position_passes_gradient_only_to_v(x64):
 
 
 def test_output_and_logsumexp_do_not_depend_on_block_size(x64):
-    from jaxbp.ops.attention import _UNROLL_MAX_TILES, _tiles
+    from jaxbp.ops.attention import _UNROLL_MAX_TILES, _tile_grid
 
     q, k, v = _qkv(1, 2, 11, 13, 4, 2, 3)
     expected = attention_parts(q, k, v, causal=True)
     # block 2: 42 tiles, a rolled scan; 4: 12 tiles, unrolled; 64: one tile
-    assert len(_tiles(q, k, True, 2).pairs) > _UNROLL_MAX_TILES >= len(_tiles(q, k, True, 4).pairs)
+    assert len(_tile_grid(q, k, True, 2).pairs) > _UNROLL_MAX_TILES >= len(_tile_grid(q, k, True, 4).pairs)
     dy = jax.random.normal(jax.random.key(3), expected.y.shape, expected.y.dtype)
     expected_grads = jax.vjp(lambda q, k, v: plain_attention(q, k, v, causal=True), q, k, v)[1](dy)
     for block_size in (2, 4, 64):

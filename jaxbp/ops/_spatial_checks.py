@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from jaxbp.core import Array, as_float_array, require_rank
+from jaxbp.core import Array, require_rank
+from jaxbp.ops._inputs import float_input
 from jaxbp.reference.conv import Pairs, output_size, padding_pairs
 from jaxbp.validation import positive_int
 
@@ -88,13 +89,17 @@ def checked_params(op: str, params: Any, x: Any, num_spatial: int) -> tuple[Arra
     if not isinstance(params, dict) or set(params) != {"w", "b"}:
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f'{op}: params must be a dict with keys "w" and "b", got {found}')
-    w = as_float_array(op, 'params["w"]', params["w"])
-    b = as_float_array(op, 'params["b"]', params["b"])
-    x = as_float_array(op, "x", x)
+    w = float_input(op, 'params["w"]', params["w"])
+    b = float_input(op, 'params["b"]', params["b"])
+    x = float_input(op, "x", x)
     layout = {1: "(N, W, C)", 2: "(N, H, W, C)"}[num_spatial]
     if x.ndim != num_spatial + 2:
         raise ValueError(f"{op}: x must have rank {num_spatial + 2} {layout}, got shape {tuple(x.shape)}")
     require_rank(op, 'params["w"]', w, rank=num_spatial + 2)
+    if 0 in w.shape[:num_spatial]:
+        raise ValueError(
+            f'{op}: params["w"] has a zero-size kernel (shape {tuple(w.shape)}); each window needs >= 1 tap'
+        )
     return w, b, x
 
 

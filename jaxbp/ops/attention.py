@@ -15,8 +15,24 @@ visited, which skips close to half the work. Peak memory is O(B·H·Tq·block_si
 residuals are ``q, k, v, Y, L`` (plus the caller's mask) -- the reference's autodiff would
 save ``P`` itself.
 
+The primal (what runs when nothing is differentiated) is :func:`jaxbp.reference.attention`
+itself, the whole score matrix at once; the tiled forward above is the forward rule, which
+runs only under differentiation, so stripping the rule gives exactly autodiff of the reference.
+
 Fully masked rows (no allowed key) output zeros and get zero gradient; their
-logsumexp is -inf. Grouped-query attention: ``k, v`` may have ``Hk`` heads with
+logsumexp is -inf. NaN follows the reference's rules (a row with a NaN score or a NaN
+sum has a NaN logsumexp; a masked entry has P = 0 and dS = 0 whatever its row holds), so
+the hand-written gradient is NaN exactly where autodiff of the reference is. One
+exception, the price of skipping tiles: with ``causal``, a NaN in ``q``, ``k`` or ``v``
+also reaches, through ``0 * NaN``, the masked entries of the reference's full matrices
+(``P V``, ``dSᵀ Q``, ``dS K``) that lie in a tile the tiled passes never visit, so there the
+reference's output or gradient is NaN where the tiled one is not. And one the other way, the
+price of D = rowsum(dY ∘ Y) (which saves a pass over the tiles): a NaN or inf in ``v`` at a
+masked key makes the outputs NaN (``0 * NaN``, in both), hence D and the ``dQ``/``dK`` of
+those rows; autodiff, which never forms D, keeps them finite. The extra NaN lie only in
+gradients of rows whose output is already NaN, so no NaN is hidden and no finite loss
+gets a NaN gradient. Scores near 1e30 are beyond parity: XLA's compiled ``exp`` turns some
+into NaN, and autodiff of the reference itself then differs between eager and ``jit``. Grouped-query attention: ``k, v`` may have ``Hk`` heads with
 ``Hk`` dividing ``H``; query head ``h`` uses key/value head ``h // (H / Hk)``.
 bf16/f16 inputs keep their dtype; scores, softmax statistics and sums are float32.
 Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on this op.
@@ -32,7 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op, require_rank, static_float
+from jaxbp import reference
+from jaxbp.core import Array, accumulation_dtype, define_op, require_rank, static_float
+from jaxbp.ops._inputs import array_input, float_input
 from jaxbp.reference.attention import causal_allowed, default_scale
 
 DEFAULT_BLOCK_SIZE = 128
@@ -47,12 +65,12 @@ class AttentionResiduals(NamedTuple):
     mask: Array | None  # the caller's boolean mask (4-d, broadcastable to (B, H, Tq, Tk)) or None
 
 
-class _Tiles(NamedTuple):
+class _TileGrid(NamedTuple):
     """Static layout: query heads split as (Hk, G) so one key head serves G query heads; queries
     in blocks of ``q_block`` rows, keys in blocks of ``k_block``; ``pairs`` = the (query block,
     key block) tiles the scans visit. Without ``causal`` the queries are one block (each step
     multiplies every query by one key block); with it they are blocked too and the tiles wholly
-    above the diagonal, where no query may attend any key, are skipped (10 of 16 tiles for 4 blocks)."""
+    above the diagonal, where no query may attend any key, are skipped."""
 
     q_len: int
     k_len: int
@@ -71,7 +89,7 @@ class _Tiles(NamedTuple):
         return -(-self.k_len // self.k_block) * self.k_block
 
 
-def _tiles(q: Array, k: Array, causal: bool, block_size: int) -> _Tiles:
+def _tile_grid(q: Array, k: Array, causal: bool, block_size: int) -> _TileGrid:
     q_len, k_len, kv_heads = q.shape[1], k.shape[1], k.shape[2]
     k_block = min(block_size, k_len)
     q_block = min(block_size, q_len) if causal else q_len
@@ -81,7 +99,7 @@ def _tiles(q: Array, k: Array, causal: bool, block_size: int) -> _Tiles:
         return not causal or j * k_block <= min((i + 1) * q_block, q_len) - 1 + offset
 
     pairs = tuple((i, j) for i in range(-(-q_len // q_block)) for j in range(-(-k_len // k_block)) if visited(i, j))
-    return _Tiles(q_len, k_len, kv_heads, q.shape[2] // kv_heads, q_block, k_block, pairs)
+    return _TileGrid(q_len, k_len, kv_heads, q.shape[2] // kv_heads, q_block, k_block, pairs)
 
 
 def _padded(x: Array, axis: int, size: int) -> Array:
@@ -91,48 +109,48 @@ def _padded(x: Array, axis: int, size: int) -> Array:
     return jnp.pad(x, padding)
 
 
-def _grouped(x: Array, tiles: _Tiles) -> Array:
+def _grouped(x: Array, grid: _TileGrid) -> Array:
     """(B, Tq, H, D) -> (B, Hk, G, Tq_padded, D): head-major, so every einsum below is a batched
     matmul over (B, Hk) with no transposes inside the scans; query rows padded to whole blocks."""
-    x = x.reshape(*x.shape[:2], tiles.kv_heads, tiles.groups, x.shape[-1])
-    return _padded(jnp.moveaxis(x, 1, 3), 3, tiles.q_padded)
+    x = x.reshape(*x.shape[:2], grid.kv_heads, grid.groups, x.shape[-1])
+    return _padded(jnp.moveaxis(x, 1, 3), 3, grid.q_padded)
 
 
-def _ungrouped(x: Array, tiles: _Tiles) -> Array:
+def _ungrouped(x: Array, grid: _TileGrid) -> Array:
     """(B, Hk, G, Tq_padded, D) -> (B, Tq, H, D), the inverse of :func:`_grouped`."""
-    x = jnp.moveaxis(x[:, :, :, : tiles.q_len], 3, 1)
+    x = jnp.moveaxis(x[:, :, :, : grid.q_len], 3, 1)
     return x.reshape(*x.shape[:2], -1, x.shape[-1])
 
 
-def _key_major(x: Array, tiles: _Tiles) -> Array:
+def _key_major(x: Array, grid: _TileGrid) -> Array:
     """(B, Tk, Hk, D) -> (B, Hk, Tk_padded, D)."""
-    return _padded(jnp.swapaxes(x, 1, 2), 2, tiles.k_padded)
+    return _padded(jnp.swapaxes(x, 1, 2), 2, grid.k_padded)
 
 
-def _grouped_mask(mask: Array | None, tiles: _Tiles) -> Array | None:
+def _grouped_mask(mask: Array | None, grid: _TileGrid) -> Array | None:
     """The caller's (mB, mH, mQ, mK) mask as (mB, Hk | 1, G | 1, mQ, mK), query and key axes
     padded to whole blocks where they are not broadcast (size 1)."""
     if mask is None:
         return None
-    heads = (tiles.kv_heads, tiles.groups) if mask.shape[1] > 1 else (1, 1)
+    heads = (grid.kv_heads, grid.groups) if mask.shape[1] > 1 else (1, 1)
     mask = mask.reshape(mask.shape[0], *heads, *mask.shape[2:])
     if mask.shape[3] > 1:
-        mask = _padded(mask, 3, tiles.q_padded)
-    return _padded(mask, 4, tiles.k_padded) if mask.shape[4] > 1 else mask
+        mask = _padded(mask, 3, grid.q_padded)
+    return _padded(mask, 4, grid.k_padded) if mask.shape[4] > 1 else mask
 
 
-class _Tile(NamedTuple):
-    """Where one step's tile sits, as traced offsets, and how to cut and update its pieces."""
+class _TileCursor(NamedTuple):
+    """Where one scan step's tile sits, as traced offsets, and how to cut and update its pieces."""
 
     q_start: Array
     k_start: Array
-    tiles: _Tiles
+    grid: _TileGrid
 
     def rows(self, x: Array) -> Array:  # the tile's query rows of a (B, Hk, G, Tq_padded, ...) array
-        return lax.dynamic_slice_in_dim(x, self.q_start, self.tiles.q_block, axis=3)
+        return lax.dynamic_slice_in_dim(x, self.q_start, self.grid.q_block, axis=3)
 
     def keys(self, x: Array) -> Array:  # the tile's keys of a (B, Hk, Tk_padded, D) array
-        return lax.dynamic_slice_in_dim(x, self.k_start, self.tiles.k_block, axis=2)
+        return lax.dynamic_slice_in_dim(x, self.k_start, self.grid.k_block, axis=2)
 
     def put_rows(self, x: Array, part: Array) -> Array:
         return lax.dynamic_update_slice_in_dim(x, part, self.q_start, axis=3)
@@ -140,44 +158,47 @@ class _Tile(NamedTuple):
     def add_keys(self, x: Array, part: Array) -> Array:
         return lax.dynamic_update_slice_in_dim(x, self.keys(x) + part, self.k_start, axis=2)
 
-    def scores(self, q_i: Array, k_j: Array, mask: Array | None, causal: bool, scale: float) -> Array:
-        """S = scale * Q_i K_jᵀ for this tile's query rows ``q_i`` and keys ``k_j``,
-        (B, Hk, G, q_block, k_block), -inf where not allowed."""
-        tiles = self.tiles
+    def scores(self, q_i: Array, k_j: Array, scale: float) -> Array:
+        """S = scale * Q_i K_jᵀ for this tile's query rows ``q_i`` and keys ``k_j``, (B, Hk, G, q_block, k_block)."""
         wide = accumulation_dtype(q_i.dtype)
-        scores = scale * jnp.einsum("bhgqd,bhkd->bhgqk", q_i, k_j, preferred_element_type=wide)
-        key_positions = self.k_start + jnp.arange(tiles.k_block)
+        return scale * jnp.einsum("bhgqd,bhkd->bhgqk", q_i, k_j, preferred_element_type=wide)
+
+    def allowed(self, mask: Array | None, causal: bool) -> Array | None:
+        """Booleans broadcastable to the tile's scores, True where the query may attend the key
+        (a real key, the causal rule, the caller's mask); None when every entry is allowed."""
+        grid = self.grid
+        key_positions = self.k_start + jnp.arange(grid.k_block)
         allowed = []
-        if tiles.k_padded != tiles.k_len:
-            allowed.append(key_positions < tiles.k_len)
+        if grid.k_padded != grid.k_len:
+            allowed.append(key_positions < grid.k_len)
         if causal:
-            query_positions = self.q_start + jnp.arange(tiles.q_block)
-            allowed.append(causal_allowed(query_positions, key_positions, tiles.q_len, tiles.k_len))
+            query_positions = self.q_start + jnp.arange(grid.q_block)
+            allowed.append(causal_allowed(query_positions, key_positions, grid.q_len, grid.k_len))
         if mask is not None:
             mask = mask if mask.shape[3] == 1 else self.rows(mask)
             allowed.append(
-                mask if mask.shape[4] == 1 else lax.dynamic_slice_in_dim(mask, self.k_start, tiles.k_block, 4)
+                mask if mask.shape[4] == 1 else lax.dynamic_slice_in_dim(mask, self.k_start, grid.k_block, 4)
             )
-        if not allowed:
-            return scores
-        return jnp.where(functools.reduce(jnp.logical_and, allowed), scores, -jnp.inf)
+        return functools.reduce(jnp.logical_and, allowed) if allowed else None
 
 
-# A scan over at most this many tiles is unrolled: the loop's per-step overhead dominates
-# short sequences (T = 256, block 64, causal: 10 tiles; unrolled, forward + backward took
-# 0.72-0.79 of the rolled scan's time), while unrolling long ones by 4 or 8 made the
-# backward slower (1.37x at T = 1024, block 128: 36 tiles).
+def _where_allowed(allowed: Array | None, values: Array, fill: float) -> Array:
+    return values if allowed is None else jnp.where(allowed, values, fill)
+
+
+# A scan over at most this many tiles is unrolled: for short sequences the loop's per-step
+# overhead dominates, while unrolling long ones slows the backward (larger programs).
 _UNROLL_MAX_TILES = 16
 
 
-def _unroll(tiles: _Tiles) -> bool:
-    return len(tiles.pairs) <= _UNROLL_MAX_TILES
+def _unroll(grid: _TileGrid) -> bool:
+    return len(grid.pairs) <= _UNROLL_MAX_TILES
 
 
-def _tile_starts(tiles: _Tiles) -> tuple[Array, Array]:
+def _tile_starts(grid: _TileGrid) -> tuple[Array, Array]:
     """The scans' inputs: each visited tile's first query row and first key."""
-    pairs = np.array(tiles.pairs, dtype=np.int32).reshape(-1, 2)
-    return jnp.asarray(pairs[:, 0] * tiles.q_block), jnp.asarray(pairs[:, 1] * tiles.k_block)
+    pairs = np.array(grid.pairs, dtype=np.int32).reshape(-1, 2)
+    return jnp.asarray(pairs[:, 0] * grid.q_block), jnp.asarray(pairs[:, 1] * grid.k_block)
 
 
 def _varying_like(carry: Any, *inputs: Any) -> Any:
@@ -207,15 +228,15 @@ def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array,
     c = exp(m - m'), l' = c l + sum exp(S_ij - m'), acc' = c acc + exp(S_ij - m') V_j.
     At the end Y = acc / l and L = m + log l (Y = 0, L = -inf when l = 0).
     """
-    tiles = _tiles(q, k, causal, block_size)
+    grid = _tile_grid(q, k, causal, block_size)
     wide = accumulation_dtype(q.dtype)
-    q5, k4, v4, mask5 = _grouped(q, tiles), _key_major(k, tiles), _key_major(v, tiles), _grouped_mask(mask, tiles)
+    q5, k4, v4, mask5 = _grouped(q, grid), _key_major(k, grid), _key_major(v, grid), _grouped_mask(mask, grid)
     rows = q5.shape[:4]
 
     def step(carry, starts):
-        tile = _Tile(*starts, tiles)
+        tile = _TileCursor(*starts, grid)
         row_max, row_sum, acc = (tile.rows(x) for x in carry)
-        scores = tile.scores(tile.rows(q5), tile.keys(k4), mask5, causal, scale)
+        scores = _where_allowed(tile.allowed(mask5, causal), tile.scores(tile.rows(q5), tile.keys(k4), scale), -jnp.inf)
         new_max = jnp.maximum(row_max, jnp.max(scores, axis=-1))
         safe_max = jnp.where(new_max == -jnp.inf, 0.0, new_max)  # rows with nothing allowed yet
         exponentials = jnp.exp(scores - safe_max[..., None])
@@ -228,15 +249,17 @@ def _blocked_attention(q, k, v, mask, causal, scale, block_size) -> tuple[Array,
 
     init = (jnp.full(rows, -jnp.inf, wide), jnp.zeros(rows, wide), jnp.zeros((*rows, v.shape[-1]), wide))
     (row_max, row_sum, acc), _ = lax.scan(
-        step, _varying_like(init, q, k, v, mask), _tile_starts(tiles), unroll=_unroll(tiles)
+        step, _varying_like(init, q, k, v, mask), _tile_starts(grid), unroll=_unroll(grid)
     )
-    y = _ungrouped(acc / jnp.where(row_sum > 0, row_sum, 1.0)[..., None], tiles).astype(q.dtype)
-    logsumexp = jnp.where(row_sum > 0, row_max + jnp.log(jnp.where(row_sum > 0, row_sum, 1.0)), -jnp.inf)
-    return y, logsumexp[..., : tiles.q_len].reshape(q.shape[0], q.shape[2], tiles.q_len)
+    y = _ungrouped(acc / jnp.where(row_sum == 0, 1.0, row_sum)[..., None], grid).astype(q.dtype)
+    # -inf + log 1 for a row with nothing allowed; NaN for a row whose sum is NaN
+    logsumexp = row_max + jnp.log(jnp.where(row_sum == 0, 1.0, row_sum))
+    return y, logsumexp[..., : grid.q_len].reshape(q.shape[0], q.shape[2], grid.q_len)
 
 
 def _attention_primal(q, k, v, mask, causal, scale, block_size):
-    return _blocked_attention(q, k, v, mask, causal, scale, block_size)[0]
+    """:func:`jaxbp.reference.attention`; ``block_size`` (static) only shapes the forward rule."""
+    return reference.attention(q, k, v, mask, causal=causal, scale=scale)
 
 
 def _attention_fwd(q, k, v, mask, causal, scale, block_size):
@@ -252,43 +275,46 @@ def _attention_bwd(causal, scale, block_size, residuals, dy):
         dS_ij = P_ij ∘ (dP_ij - D_i)          (softmax backward)
         dQ_i += scale * dS_ij K_j,   dK_j += scale * dS_ijᵀ Q_i
     With grouped-query attention dK_j, dV_j sum over the G query heads sharing a key head.
-    Masked entries have P = 0, hence dS = 0; skipped causal tiles are all masked; fully masked
-    rows (L = -inf) give zeros. The mask gets no cotangent.
+    Masked entries have P = 0 and dS = 0, set by a select rather than left to exp(-inf) = 0 and
+    0 * dP, which are NaN when the row's L or a masked key's v is NaN (autodiff of the reference
+    gives 0 there); skipped causal tiles are all masked; fully masked rows (L = -inf) give zeros.
+    The mask gets no cotangent.
     """
     q, k, v, y, logsumexp, mask = residuals
-    tiles = _tiles(q, k, causal, block_size)
+    grid = _tile_grid(q, k, causal, block_size)
     wide = accumulation_dtype(q.dtype)
     q5, dy5, k4, v4, mask5 = (
-        _grouped(q, tiles),
-        _grouped(dy, tiles),
-        _key_major(k, tiles),
-        _key_major(v, tiles),
-        _grouped_mask(mask, tiles),
+        _grouped(q, grid),
+        _grouped(dy, grid),
+        _key_major(k, grid),
+        _key_major(v, grid),
+        _grouped_mask(mask, grid),
     )
-    row_dot = jnp.einsum("bhgqd,bhgqd->bhgq", dy5, _grouped(y, tiles), preferred_element_type=wide)  # D
+    row_dot = jnp.einsum("bhgqd,bhgqd->bhgq", dy5, _grouped(y, grid), preferred_element_type=wide)  # D
     safe_logsumexp = jnp.where(logsumexp == -jnp.inf, jnp.inf, logsumexp)  # exp(-inf - inf) = 0
-    safe_logsumexp = _padded(safe_logsumexp.reshape(q5.shape[:3] + (tiles.q_len,)), 3, tiles.q_padded)
+    safe_logsumexp = _padded(safe_logsumexp.reshape(q5.shape[:3] + (grid.q_len,)), 3, grid.q_padded)
 
     def step(carry, starts):
         dq, dk, dv = carry
-        tile = _Tile(*starts, tiles)
+        tile = _TileCursor(*starts, grid)
         q_i, dy_i, k_j = tile.rows(q5), tile.rows(dy5), tile.keys(k4)
-        scores = tile.scores(q_i, k_j, mask5, causal, scale)
-        probabilities = jnp.exp(scores - tile.rows(safe_logsumexp)[..., None])
+        allowed = tile.allowed(mask5, causal)
+        scores = tile.scores(q_i, k_j, scale)
+        probabilities = _where_allowed(allowed, jnp.exp(scores - tile.rows(safe_logsumexp)[..., None]), 0.0)
         dv_j = jnp.einsum("bhgqk,bhgqd->bhkd", probabilities, dy_i, preferred_element_type=wide)
         dprobabilities = jnp.einsum("bhgqd,bhkd->bhgqk", dy_i, tile.keys(v4), preferred_element_type=wide)
-        dscores = scale * probabilities * (dprobabilities - tile.rows(row_dot)[..., None])
+        dscores = _where_allowed(allowed, scale * probabilities * (dprobabilities - tile.rows(row_dot)[..., None]), 0.0)
         dq_i = jnp.einsum("bhgqk,bhkd->bhgqd", dscores, k_j, preferred_element_type=wide)
         dk_j = jnp.einsum("bhgqk,bhgqd->bhkd", dscores, q_i, preferred_element_type=wide)
         return (tile.put_rows(dq, tile.rows(dq) + dq_i), tile.add_keys(dk, dk_j), tile.add_keys(dv, dv_j)), None
 
     init = (jnp.zeros(q5.shape, wide), jnp.zeros(k4.shape, wide), jnp.zeros(v4.shape, wide))
-    (dq, dk, dv), _ = lax.scan(step, _varying_like(init, residuals, dy), _tile_starts(tiles), unroll=_unroll(tiles))
+    (dq, dk, dv), _ = lax.scan(step, _varying_like(init, residuals, dy), _tile_starts(grid), unroll=_unroll(grid))
 
     def unblock(x: Array, like: Array) -> Array:  # (B, Hk, Tk_padded, D) -> (B, Tk, Hk, D)
-        return jnp.swapaxes(x[:, :, : tiles.k_len], 1, 2).astype(like.dtype)
+        return jnp.swapaxes(x[:, :, : grid.k_len], 1, 2).astype(like.dtype)
 
-    return _ungrouped(dq, tiles).astype(q.dtype), unblock(dk, k), unblock(dv, v), None
+    return _ungrouped(dq, grid).astype(q.dtype), unblock(dk, k), unblock(dv, v), None
 
 
 _attention = define_op(_attention_primal, _attention_fwd, _attention_bwd, nondiff_argnums=(4, 5, 6))
@@ -299,7 +325,7 @@ _attention = define_op(_attention_primal, _attention_fwd, _attention_bwd, nondif
 
 def _check_mask(op: str, mask: Any, target: tuple[int, ...]) -> Array:
     """``mask`` as a 4-d boolean array broadcastable to ``target = (B, H, Tq, Tk)``."""
-    mask = jnp.asarray(mask)
+    mask = array_input(op, "mask", mask)
     if mask.dtype != jnp.bool_:
         raise TypeError(f"{op}: mask must be a boolean array (True = attend), got dtype {mask.dtype}")
     if mask.ndim > 4 or any(m not in (1, t) for m, t in zip(mask.shape[::-1], target[::-1])):
@@ -334,10 +360,15 @@ def attention(
       block_size: static positive int, keys processed per block in both passes.
     Returns:
       ``(batch, q_time, heads, v_dim)`` in the inputs' dtype. A query with no allowed
-      key outputs zeros and passes no gradient.
+      key outputs zeros and passes no gradient. An empty batch, query time, head or value
+      axis gives the empty output (zero gradients), as plain jnp does; zero keys, zero
+      key/value heads or ``head_dim`` 0 raise ``ValueError``.
+
+    NaN: the gradient is NaN exactly where autodiff of the reference's is (see the module
+    docstring for the one causal exception).
     """
     op = "attention"
-    q, k, v = (as_float_array(op, name, x) for name, x in (("q", q), ("k", k), ("v", v)))
+    q, k, v = (float_input(op, name, x) for name, x in (("q", q), ("k", k), ("v", v)))
     for name, x in (("q", q), ("k", k), ("v", v)):
         require_rank(op, name, x, rank=4)
     if not q.dtype == k.dtype == v.dtype:
@@ -350,13 +381,17 @@ def attention(
         )
     if q.shape[0] != k.shape[0]:
         raise ValueError(f"{op}: q and k must have the same batch size, got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    if k.shape[2] == 0:
+        raise ValueError(f"{op}: k and v need at least one key/value head, got k {tuple(k.shape)}")
     if q.shape[2] % k.shape[2]:
         raise ValueError(
             f"{op}: the number of key/value heads ({k.shape[2]}) must divide the number of query heads "
             f"({q.shape[2]}), got q {tuple(q.shape)} and k {tuple(k.shape)}"
         )
-    if q.shape[1] == 0 or k.shape[1] == 0:
-        raise ValueError(f"{op}: q_time and k_time must be positive, got q {tuple(q.shape)} and k {tuple(k.shape)}")
+    if k.shape[1] == 0:
+        raise ValueError(f"{op}: k_time must be positive (a softmax over no keys), got k {tuple(k.shape)}")
+    if q.shape[-1] == 0:
+        raise ValueError(f"{op}: head_dim must be positive, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if not isinstance(causal, bool):
         raise TypeError(f"{op}: causal must be a Python bool (static under jit), got {causal!r}")
     if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size <= 0:
@@ -364,4 +399,7 @@ def attention(
     scale = default_scale(q.shape[-1]) if scale is None else static_float(op, "scale", scale)
     if mask is not None:
         mask = _check_mask(op, mask, (q.shape[0], q.shape[2], q.shape[1], k.shape[1]))
+    out_shape = (*q.shape[:3], v.shape[-1])
+    if 0 in out_shape:  # no batch, query, head or value feature: an empty output, no gradient
+        return jnp.zeros(out_shape, q.dtype)
     return _attention(q, k, v, mask, causal, scale, block_size)

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import reference
-from jaxbp.core import Array, as_float_array, define_op, is_concrete, require_rank
+from jaxbp.core import Array, define_op, is_concrete, require_rank
+from jaxbp.ops._inputs import array_input, float_input
 from jaxbp.reference.embedding import valid_ids
 
 
@@ -43,17 +44,20 @@ def embedding(params: dict, ids: Any) -> Array:
     Returns:
       ``ids.shape + (dim,)``. An id outside the vocabulary raises ``ValueError`` when
       ``ids`` are concrete; under ``jit``/``vmap`` (where values cannot be checked) its
-      row is NaN, so the loss becomes NaN and training's non-finite guard stops.
+      row is NaN, so the loss becomes NaN and training's non-finite guard stops. An empty
+      vocabulary raises ``ValueError`` (under ``jit`` too: it is a shape).
     """
     if not isinstance(params, dict) or set(params) != {"w"}:
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f'embedding: params must be a dict with the key "w", got {found}')
-    w = as_float_array("embedding", 'params["w"]', params["w"])
+    w = float_input("embedding", 'params["w"]', params["w"])
     require_rank("embedding", 'params["w"] (vocab, dim)', w, rank=2)
-    ids = jnp.asarray(ids)
+    ids = array_input("embedding", "ids", ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
     vocabulary_size = w.shape[0]
+    if vocabulary_size == 0:
+        raise ValueError(f'embedding: params["w"] {tuple(w.shape)} has an empty vocabulary, no id can be looked up')
     if is_concrete(ids) and ids.size:
         values = np.asarray(ids)
         low, high = int(values.min()), int(values.max())

@@ -10,8 +10,13 @@ Along one spatial axis (input size ``n``, window ``k``, stride ``s``, padding ``
   **Tie rule**: when several elements of a window share the maximum, the *first* in
   row-major window order (smallest row offset, then smallest column offset) wins and takes
   all of ``dy`` -- the same choice as ``jax.grad`` through ``lax.reduce_window`` (XLA's
-  ``select_and_scatter`` with ``>=``), so the two agree even at ties. A window whose maximum
-  is NaN sends its gradient to its first element.
+  ``select_and_scatter`` with ``>=``), so the two agree even at ties.
+  **NaN rule**, the same select, so the gradient is where autodiff of the reference puts
+  it: scanning the window in row-major order, the current winner is kept while
+  ``winner >= next`` and replaced otherwise. A NaN is never kept past the next element, so a
+  window holding NaN (whose output is NaN) sends its gradient to the first maximum of the
+  elements after its last NaN, or to that NaN if it is the window's last element. (With NaN
+  the select is not associative: this is the row-major order XLA reduces in on CPU.)
   **Residuals**: the winner's offset in its window, one ``uint8`` per output (``int32``
   when a window has more than 256 elements) -- not the input, and not an input-sized mask
   (which would also lose the multiplicity of overlapping windows). For 2x2/stride 2 that is
@@ -38,7 +43,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op
+from jaxbp.core import Array, accumulation_dtype, define_op
+from jaxbp.ops._inputs import float_input
 from jaxbp.ops._spatial_checks import check_padding, require_windows_fit, spatial_ints
 from jaxbp.reference.conv import Pairs
 from jaxbp.reference.pooling import pool_geometry, window_counts, window_sum
@@ -107,18 +113,21 @@ def _max_pool_fwd(x, window, stride, padding, spatial):
         jnp.array(-jnp.inf, x.dtype),
         [(0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0)],
     )
-    offsets = _offsets(window)
+    elements = (_window_elements(x_pad, offset, y.shape[1:-1], stride) for offset in _offsets(window))
+    winner = next(elements)
     argmax = jnp.zeros(y.shape, _offset_dtype(window))
-    for index in reversed(range(len(offsets))):  # reversed: the first maximal offset is written last
-        hit = _window_elements(x_pad, offsets[index], y.shape[1:-1], stride) == y
-        argmax = jnp.where(hit, jnp.asarray(index, argmax.dtype), argmax)
+    for index, element in enumerate(elements, start=1):
+        # XLA's select rule, which autodiff of reduce_window uses: keep the winner while winner >= element
+        take = ~(winner >= element)
+        winner = jnp.where(take, element, winner)
+        argmax = jnp.where(take, jnp.asarray(index, argmax.dtype), argmax)
     return y, MaxPoolResiduals(argmax)
 
 
 def _max_pool_bwd(window, stride, padding, spatial, residuals, dy):
     """Forward: y[i] = max_a x_pad[i s + a] (window offsets a in row-major order).
     dL/dx[p] = sum over windows i with p = i s - lo + a*(i) of dy[i],
-    a*(i) = argmax the first offset where x_pad[i s + a] = y[i] (the tie rule).
+    a*(i) = the offset the row-major select ends on (the first maximum; see the NaN rule).
     One term per offset a: dy masked to the windows that a won, dilated by s and shifted by a - lo.
     """
     dx = jnp.zeros((dy.shape[0], *spatial, dy.shape[-1]), dy.dtype)
@@ -197,7 +206,7 @@ _global_avg_pool = define_op(
 
 
 def _checked_pool_args(op: str, x: Any, window: Any, stride: Any, padding: Any) -> tuple[Array, tuple, tuple, Pairs]:
-    x = as_float_array(op, "x", x)
+    x = float_input(op, "x", x)
     if x.ndim != 4:
         raise ValueError(f"{op}: x must have rank 4 (N, H, W, C), got shape {tuple(x.shape)}")
     window = spatial_ints(op, "window", window, 2)
@@ -255,7 +264,7 @@ def global_avg_pool(x: Array) -> Array:
 
     Gradient: ``dx[n, p, c] = dy[n, c] / P`` for each of the ``P`` positions.
     """
-    x = as_float_array("global_avg_pool", "x", x)
+    x = float_input("global_avg_pool", "x", x)
     if x.ndim < 3:
         raise ValueError(f"global_avg_pool: x must have rank >= 3 (N, *spatial, C), got shape {tuple(x.shape)}")
     if any(d == 0 for d in x.shape[1:-1]):

@@ -12,11 +12,16 @@ autodiff through a scan:
   (``dW_hh = sum_t h_{t-1}^T da_t``, ``dW_ih = sum_t x_t^T da_t``) and so is ``dx``.
 
 With ``lengths``, a step past a sequence's end passes the state's cotangent through
-unchanged and gives that step zero gradient (its output is the constant 0).
+unchanged and gives that step zero gradient (its output is the constant 0). A length
+outside ``[0, T]`` raises eagerly; under ``jit``/``vmap`` it cannot, so that sequence's
+outputs, final state and gradients come out NaN (the reference's rule, see
+:mod:`jaxbp.reference.recurrent`), and the weight gradients, summed over the batch, too.
 
 Saturation: gate derivatives are taken from the saved activations (``sigma (1 - sigma)``,
 ``1 - tanh^2``), the standard choice; in float32 they are 0 once a gate saturates
-(|a| >~ 17 for sigma, >~ 9 for tanh), exactly where they are below 1e-7.
+(|a| >~ 17 for sigma, >~ 9 for tanh), exactly where they are below 1e-7. With cell
+states near 1e30 (float64) autodiff of the reference LSTM gives gradients that central
+differences contradict (``dx`` off by O(1) at T = 2); this backward agrees with them.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import numpy as np
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, as_float_array, define_op, is_concrete, require_rank
+from jaxbp.core import Array, define_op, is_concrete, require_rank
+from jaxbp.ops._inputs import array_input, float_input
 from jaxbp.reference.recurrent import keep_where, previous_states, step_mask
 
 
@@ -250,7 +256,7 @@ def _checked_params(op: str, params: Any, bias_keys: tuple[str, ...], num_gates:
     if not isinstance(params, dict) or set(params) != set(keys):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f"{op}: params must be a dict with keys {list(keys)}, got {found}")
-    checked = {name: as_float_array(op, f'params["{name}"]', params[name]) for name in keys}
+    checked = {name: float_input(op, f'params["{name}"]', params[name]) for name in keys}
     require_rank(op, 'params["w_ih"]', checked["w_ih"], rank=2)
     require_rank(op, 'params["w_hh"]', checked["w_hh"], rank=2)
     hidden = checked["w_hh"].shape[0]
@@ -271,7 +277,7 @@ def _checked_params(op: str, params: Any, bias_keys: tuple[str, ...], num_gates:
 
 
 def _checked_sequence(op: str, x: Any, features: int) -> Array:
-    x = as_float_array(op, "x", x)
+    x = float_input(op, "x", x)
     require_rank(op, "x (batch, time, features)", x, rank=3)
     if x.shape[1] == 0:
         raise ValueError(f"{op}: the time axis of x has length 0 (shape {tuple(x.shape)}); need at least one step")
@@ -285,16 +291,18 @@ def _checked_sequence(op: str, x: Any, features: int) -> Array:
 def _checked_state(op: str, name: str, state: Any, batch: int, hidden: int, dtype: Any) -> Array:
     if state is None:
         return jnp.zeros((batch, hidden), dtype)
-    state = as_float_array(op, name, state)
+    state = float_input(op, name, state)
     if tuple(state.shape) != (batch, hidden):
         raise ValueError(f"{op}: {name} must have shape (batch, H) = ({batch}, {hidden}), got {tuple(state.shape)}")
     return state
 
 
 def checked_lengths(op: str, lengths: Any, batch: int, time: int) -> Array | None:
+    """``lengths`` as a ``(batch,)`` int array; values outside ``[0, time]`` raise when concrete
+    (traced ones are poisoned with NaN by the reference math instead)."""
     if lengths is None:
         return None
-    lengths = jnp.asarray(lengths)
+    lengths = array_input(op, "lengths", lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"{op}: lengths must be integers, got dtype {lengths.dtype}")
     if tuple(lengths.shape) != (batch,):
@@ -321,7 +329,8 @@ def rnn(params: dict, x: Array, h0: Array | None = None, *, lengths: Array | Non
       x: ``(B, T, F)`` with ``T >= 1``.
       h0: ``(B, H)`` initial state (zeros when None).
       lengths: optional ``(B,)`` ints in ``[0, T]``; past its length a sequence keeps
-        its state and outputs 0.
+        its state and outputs 0. Out of range: ``ValueError`` eagerly; under ``jit`` that
+        sequence's outputs and state, and the gradients, are NaN.
     Returns:
       ``(hs, h_T)``: ``(B, T, H)`` outputs and the ``(B, H)`` final state.
     """

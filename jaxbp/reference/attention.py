@@ -15,8 +15,12 @@ boolean, broadcastable to ``(B, H, Tq, Tk)``) and, if ``causal``, ``j <= i + Tk 
 ``Tq == Tk`` gives the usual lower triangle and a single query attends every key).
 
 A row with no allowed key has ``L = -inf`` and, by definition, output 0 (not the NaN
-of 0/0); autodiff through this file then gives it zero gradient. Scores and the
-softmax statistics are accumulated in float32 for bf16/f16 inputs.
+of 0/0); autodiff through this file then gives it zero gradient. A masked entry has
+``P = 0`` exactly, whatever its row holds. A row whose softmax is undefined (a NaN score, or
+``+inf`` scores, whose sum is NaN) is NaN throughout: ``L``, every allowed ``P``, its
+output and, under autodiff, every gradient the row reaches. As usual ``0 * NaN = NaN``: a NaN in ``v`` reaches every
+output row, masked or not, through ``Y = P V``. Scores and the softmax statistics are
+accumulated in float32 for bf16/f16 inputs.
 """
 
 from __future__ import annotations
@@ -61,10 +65,11 @@ def attention_parts(
         allowed = allowed & causal_allowed(jnp.arange(q_len), jnp.arange(k_len), q_len, k_len)
     scores = jnp.where(allowed, scores, -jnp.inf)
     row_max = lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))  # cancels in P; only for range
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)
+    row_max = jnp.where(row_max == -jnp.inf, 0.0, row_max)  # a NaN row keeps its NaN
     exponentials = jnp.exp(scores - row_max)
     row_sum = jnp.sum(exponentials, axis=-1, keepdims=True)
-    probabilities = exponentials / jnp.where(row_sum > 0, row_sum, 1.0)
+    # masked: 0 / sum, which is NaN in a NaN row (so is exp(-inf - NaN)); P = 0 there by definition
+    probabilities = jnp.where(allowed, exponentials / jnp.where(row_sum == 0, 1.0, row_sum), 0.0)
     y = jnp.einsum("bhqk,bkhd->bqhd", probabilities, v)
     return AttentionParts(y.astype(q.dtype), (row_max + jnp.log(row_sum))[..., 0])
 

@@ -7,6 +7,10 @@ scan; the scan itself runs time-major over ``(T, B, ...)``.
 Optional ``lengths: (B,)`` integers: at a step ``t >= lengths[b]`` sequence ``b``
 keeps its state (``h_t = h_{t-1}``) and its output ``hs[b, t]`` is 0 (PyTorch's
 padded-sequence convention), so ``h_T`` is the state after the last valid step.
+A length outside ``[0, T]`` (which the ops refuse eagerly, but cannot see under ``jit``)
+poisons its sequence: every step runs and its projected inputs are NaN, so its outputs,
+final state and every gradient it reaches are NaN instead of silently running as if the
+length were clipped.
 
 Each ``<cell>_parts`` returns the output ``y`` first and then the time-major
 intermediates the hand-written backward in :mod:`jaxbp.ops.recurrent` needs
@@ -30,16 +34,27 @@ def compute_dtype(params: dict, x: Array) -> jnp.dtype:
     return accumulation_dtype(jnp.result_type(x.dtype, params["w_ih"].dtype))
 
 
-def project_inputs(x: Array, w_ih: Array, b: Array, dtype: jnp.dtype) -> Array:
-    """All steps' input projections at once, time-major: ``(B, T, F) -> (T, B, G)``, ``x_t W_ih + b``."""
-    return jnp.einsum("btf,fg->tbg", x.astype(dtype), w_ih.astype(dtype)) + b.astype(dtype)
+def length_poison(lengths: Array, time: int, dtype: jnp.dtype) -> Array:
+    """``(B,)``: 1 where ``0 <= lengths[b] <= time``, NaN elsewhere (multiplied in, so autodiff
+    carries the NaN into the gradient too)."""
+    return jnp.where((lengths >= 0) & (lengths <= time), 1, jnp.nan).astype(dtype)
+
+
+def project_inputs(x: Array, w_ih: Array, b: Array, dtype: jnp.dtype, lengths: Array | None) -> Array:
+    """All steps' input projections at once, time-major: ``(B, T, F) -> (T, B, G)``, ``x_t W_ih + b``;
+    NaN for a sequence whose length is outside ``[0, T]``."""
+    projected = jnp.einsum("btf,fg->tbg", x.astype(dtype), w_ih.astype(dtype)) + b.astype(dtype)
+    if lengths is None:
+        return projected
+    return projected * length_poison(lengths, x.shape[1], dtype)[:, None]
 
 
 def step_mask(lengths: Array | None, batch: int, time: int) -> Array | None:
-    """``(T, B, 1)`` booleans, True where step ``t`` is inside sequence ``b`` (``t < lengths[b]``)."""
+    """``(T, B, 1)`` booleans, True where step ``t`` is inside sequence ``b`` (``t < lengths[b]``),
+    and at every step of a sequence with a negative length (so its NaN reaches the outputs)."""
     if lengths is None:
         return None
-    return (jnp.arange(time)[:, None] < lengths[None, :])[..., None]
+    return ((jnp.arange(time)[:, None] < lengths[None, :]) | (lengths[None, :] < 0))[..., None]
 
 
 def keep_where(valid: Array | None, new: Array, old: Array) -> Array:
@@ -79,7 +94,9 @@ def rnn_parts(params: dict, x: Array, h0: Array, lengths: Array | None = None) -
         h = keep_where(valid, jnp.tanh(projected + h @ w_hh), h)
         return h, h
 
-    h_last, hidden = lax.scan(step, h0.astype(acc), (project_inputs(x, params["w_ih"], params["b"], acc), mask))
+    h_last, hidden = lax.scan(
+        step, h0.astype(acc), (project_inputs(x, params["w_ih"], params["b"], acc, lengths), mask)
+    )
     return RnnParts((batch_major_outputs(hidden, mask, dtype), h_last.astype(dtype)), hidden)
 
 
@@ -121,7 +138,7 @@ def lstm_parts(params: dict, x: Array, state: tuple[Array, Array], lengths: Arra
         c = keep_where(valid, c_new, c)
         return (h, c), (jnp.concatenate([i, f, g, o], axis=-1), c, h)
 
-    inputs = (project_inputs(x, params["w_ih"], params["b"], acc), mask)
+    inputs = (project_inputs(x, params["w_ih"], params["b"], acc, lengths), mask)
     (h_last, c_last), (gates, cells, hidden) = lax.scan(step, (h0.astype(acc), c0.astype(acc)), inputs)
     y = (batch_major_outputs(hidden, mask, dtype), (h_last.astype(dtype), c_last.astype(dtype)))
     return LstmParts(y, gates, cells, hidden)
@@ -164,7 +181,7 @@ def gru_parts(params: dict, x: Array, h0: Array, lengths: Array | None = None) -
         h = keep_where(valid, (1 - z) * n + z * h, h)
         return h, (jnp.concatenate([r, z, n], axis=-1), h_n, h)
 
-    inputs = (project_inputs(x, params["w_ih"], params["b_ih"], acc), mask)
+    inputs = (project_inputs(x, params["w_ih"], params["b_ih"], acc, lengths), mask)
     h_last, (gates, hidden_n, hidden) = lax.scan(step, h0.astype(acc), inputs)
     return GruParts((batch_major_outputs(hidden, mask, dtype), h_last.astype(dtype)), gates, hidden_n, hidden)
 
@@ -179,12 +196,17 @@ def gru(params: dict, x: Array, h0: Array, lengths: Array | None = None) -> tupl
 
 def reverse_sequences(x: Array, lengths: Array | None = None) -> Array:
     """Reverse each sequence of ``x: (B, T, ...)`` within its length: ``y[b, t] = x[b, L_b - 1 - t]``
-    for ``t < L_b`` (padding past ``L_b`` stays in place); all of ``T`` when ``lengths`` is None."""
+    for ``t < L_b`` (padding past ``L_b`` stays in place); all of ``T`` when ``lengths`` is None.
+    A sequence whose length is outside ``[0, T]`` comes out NaN (see :func:`length_poison`)."""
     if lengths is None:
         return jnp.flip(x, axis=1)
-    steps = jnp.arange(x.shape[1])[None, :]
-    source = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
-    return jnp.take_along_axis(x, source.reshape(source.shape + (1,) * (x.ndim - 2)), axis=1)
+    time = x.shape[1]
+    steps = jnp.arange(time)[None, :]
+    clipped = jnp.clip(lengths, 0, time)[:, None]  # keeps every gather index in bounds
+    source = jnp.where(steps < clipped, clipped - 1 - steps, steps)
+    trailing = (1,) * (x.ndim - 2)
+    reversed_x = jnp.take_along_axis(x, source.reshape(source.shape + trailing), axis=1)
+    return reversed_x * length_poison(lengths, time, x.dtype).reshape((-1, 1) + trailing)
 
 
 def concatenate(arrays: tuple[Array, ...], axis: int = -1) -> Array:
