@@ -39,33 +39,58 @@ def test_growth_rates_recover_exponential_profiles():
     assert np.isnan(result[1]) and np.isfinite(result[[0, 2]]).all()
 
 
-def test_estimates_and_significance():
+def test_estimates_and_student_t_verdicts():
     e = _stats.estimate([1.0, 2.0, 3.0, 4.0, np.nan])
-    assert e == {"mean": 2.5, "se": pytest.approx(math.sqrt(5 / 3) / 2), "n": 4}
+    assert e == {"mean": 2.5, "se": pytest.approx(math.sqrt(5 / 3) / 2), "n": 4, "df": 3}
     assert _stats.estimate([7.0])["se"] is None
     samples = np.random.default_rng(0).standard_normal(20_000) * 2.0
     v = _stats.variance_estimate(samples)
     assert v["mean"] == pytest.approx(4.0, rel=0.03)
     assert v["se"] == pytest.approx(4.0 * math.sqrt(2 / 20_000), rel=0.1)  # Gaussian: se = σ² sqrt(2/n)
-    assert _stats.significant({"mean": 0.31, "se": 0.1}) and not _stats.significant({"mean": 0.29, "se": 0.1})
-    assert not _stats.significant({"mean": 1.0, "se": None})
-    d = _stats.difference({"mean": 1.0, "se": 0.3}, {"mean": 0.5, "se": 0.4})
-    assert d == {"mean": 0.5, "se": pytest.approx(0.5)}
-    fit = _stats.fit_line([1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.1, 0.1, 0.1])
-    assert fit["mean"] == pytest.approx(2.0) and fit["se"] == pytest.approx(0.1 / math.sqrt(14))
+    lv = _stats.log_variance_estimate(samples)
+    assert lv["mean"] == pytest.approx(math.log(4.0), abs=0.03) and lv["se"] == pytest.approx(
+        math.sqrt(2 / 20_000), rel=0.1
+    )
+    # t = 3 with 9 df: two-sided p = 0.0150 (tables), above the 1% level; with 99 df p = 0.0034
+    assert _stats.assess({"mean": 0.3, "se": 0.1, "n": 10, "df": 9})["p"] == pytest.approx(0.01496, rel=1e-3)
+    assert _stats.assess({"mean": 0.3, "se": 0.1, "n": 10, "df": 9})["verdict"] == "consistent"
+    assert _stats.assess({"mean": 0.3, "se": 0.1, "n": 100, "df": 99})["verdict"] == "differs"
+    assert _stats.assess({"mean": 5.0, "se": 0.1, "n": _stats.MIN_SEEDS - 1, "df": 6})["verdict"] == "no verdict"
+    assert not _stats.significant({"mean": 1.0, "se": None, "n": 50})
+    d = _stats.difference({"mean": 1.0, "se": 0.3, "n": 10, "df": 9}, {"mean": 0.5, "se": 0.4, "n": 20, "df": 19})
+    welch = (0.09 + 0.16) ** 2 / (0.09**2 / 9 + 0.16**2 / 19)  # Welch-Satterthwaite
+    assert d == {"mean": 0.5, "se": pytest.approx(0.5), "n": 10, "df": pytest.approx(welch)}
+
+
+def test_variance_slope_is_unbiased_with_an_honest_error():
+    """Cells with Var y = 2 x: the unweighted fit recovers 2 within its bootstrap s.e., and that
+    s.e. matches the spread of the slope over independent repetitions."""
+    rng = np.random.default_rng(3)
+    x = np.array([0.2, 0.4, 0.8])
+    slopes, errors = [], []
+    for _ in range(60):
+        cells = [rng.standard_normal(64) * math.sqrt(2 * xi) for xi in x]
+        fit = _stats.variance_slope(x, cells, resamples=200)
+        slopes.append(fit["mean"])
+        errors.append(fit["se"])
+    assert abs(np.mean(slopes) - 2.0) < 3 * np.std(slopes) / math.sqrt(len(slopes))
+    assert np.median(errors) == pytest.approx(np.std(slopes), rel=0.35)
 
 
 def test_slope_table_row_and_verdicts():
     row = dict(
         activation="relu", init="glorot", depth=20, sigma_w2=1.0, sigma_b2=0.0, chi1=0.5, predicted_rate=-0.5,
-        layerwise_predicted_rate=-0.5, measured_rate={"mean": -0.55, "se": 0.01}, rate_error={"mean": -0.05, "se": 0.01},
+        layerwise_predicted_rate=-0.5, measured_rate={"mean": -0.55, "se": 0.01, "n": 32, "df": 31},
+        rate_error={"mean": -0.05, "se": 0.01, "n": 32, "df": 31},
+        reference_rate={"mean": -0.50, "se": 0.01, "n": 32, "df": 31},
+        finite_width_offset={"mean": 0.0, "se": 0.01, "n": 32, "df": 31},
+        reference_error={"mean": -0.05, "se": 0.01 * math.sqrt(2), "n": 32, "df": 62},
     )  # fmt: skip
-    critical = dict(row, init="he", chi1=1.0, predicted_rate=0.0, measured_rate={"mean": -0.001, "se": 0.001},
-                    rate_error={"mean": -0.001, "se": 0.001})  # fmt: skip
-    lines = _tables.slope_table_markdown({"grid": [row, critical]}).strip().splitlines()
+    few = dict(row, init="he", reference_error={"mean": -0.05, "se": 0.001, "n": 4, "df": 6})
+    lines = _tables.slope_table_markdown({"grid": [row, few]}).strip().splitlines()
     assert len(lines) == 4
-    assert lines[2].endswith("| -0.5500 ± 0.0100 | -0.0500 ± 0.0100 | -10.0% | differs (5 s.e.) |")
-    assert lines[3].endswith("| critical | consistent |")
+    assert lines[2].endswith("| -0.5500 ± 0.0100 | -0.0500 ± 0.0141 | differs (p = 0.00078) |")
+    assert lines[3].endswith(f"| no verdict (n = 4 < {_stats.MIN_SEEDS}) |")
 
 
 # ------------------------------------------------------------------ settings and networks
@@ -271,11 +296,20 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
             )
     heat = results["trainability"]
     assert np.shape(heat["test_accuracy"]) == (len(config.heat_depths), len(config.heat_sigma_w2s))
-    assert {"rate_errors", "clipping", "isometry", "finite_width", "trainability"} <= set(results["summary"])
+    assert {"rate_errors", "clipping", "isometry", "finite_width", "calibration"} <= set(results["summary"])
     for r in results["across_time"]["rnn"] + results["across_time"]["lstm"]:
         assert np.shape(r["grad_norm"]) == (config.time_seeds, config.time_steps)
     assert [r["sigma_w2"] for r in results["across_time"]["rnn"]] == list(config.rnn_sigma_w2s)
     assert results["timing"]["total_s"] > 0
+    for r in results["signal"]:  # c is compared one depth scale in, where it still moves
+        assert 2 <= r["transient_layer"] <= r["depth"] and r["c_transient_error"]["n"] == config.signal_seeds
+    critical = [r for r in results["signal"] if abs(r["chi1"] - 1) < 1e-8]
+    assert critical and all(r["xi_c"] is None for r in critical)  # infinite on the critical line (null in JSON)
+    for r in results["spectra"]:  # free probability (N -> inf at fixed L) gives no verdict at large L/N
+        for d in r["depths"]:
+            assert (d["relative_variance_log_error"] is None) == (d["depth_over_width"] > 0.1)
+    for r in results["grid"]:
+        assert np.shape(r["reference_rate_per_seed"]) == (config.seeds,)
 
 
 def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
@@ -284,10 +318,12 @@ def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
     assert (out / "slope_table.md").read_text() in report
     for name in _report.FIGURES:
         assert f"]({name})" in report
+    assert "```json" not in report and "∞" in report  # the configuration lives in results.json
+    assert "no verdict (n = 4 < 8)" in report  # the tiny preset's 4 seeds are below the minimum
     findings = report.split("## Findings")[1].split("\n## ")[0].strip().splitlines()
     assert len(findings) >= 10
-    for line in findings:
-        assert "±" in line or "vs ½ ln χ1" in line, line
+    for line in findings[1:]:  # the first states the tests
+        assert "±" in line or "½ ln χ1" in line or "withdrawn" in line, line
 
 
 def test_lstm_forget_bias_slows_the_decay_across_time(tiny_run):

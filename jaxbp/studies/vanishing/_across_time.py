@@ -93,6 +93,7 @@ def _measure(cell: str, make_params: Callable[[jax.Array], dict], config: StudyC
         "grad_norm": rows(norms),
         "log_first_to_last": estimate(log_norms[:, 0] - log_norms[:, -1]),
         "measured_rate": estimate(rates),
+        "measured_rate_per_seed": np.asarray(rates, np.float64).tolist(),
     }
 
 

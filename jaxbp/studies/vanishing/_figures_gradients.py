@@ -67,12 +67,13 @@ def plot_gradient_grid(results: dict[str, Any], path: Path) -> None:
                     alpha=0.2,
                     lw=0,
                 )
-                ax.plot(
+                ax.plot(  # drawn on top in black: in most panels it lies on the measurement
                     layers,
                     np.asarray(r["predicted_delta_norm"]) / r["predicted_delta_norm"][-1],
-                    color=color,
-                    lw=1.2,
-                    ls="--",
+                    color="k",
+                    lw=0.9,
+                    ls=(0, (3, 3)),
+                    zorder=4,
                 )
             ax.set_yscale("log")
             ax.set_title(
@@ -85,11 +86,11 @@ def plot_gradient_grid(results: dict[str, Any], path: Path) -> None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     handles += [
         pyplot.Line2D([], [], color="k", lw=1.6),
-        pyplot.Line2D([], [], color="k", lw=1.2, ls="--"),
+        pyplot.Line2D([], [], color="k", lw=0.9, ls=(0, (3, 3))),
     ]
     labels += [
         f"measured (geometric mean of {config['seeds']} seeds; band ±3 s.e.)",
-        "mean-field theory (layer-wise)",
+        "mean-field theory (layer-wise, N = ∞; black dashes on top)",
     ]
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     save(
@@ -252,15 +253,23 @@ def plot_finite_width(results: dict[str, Any], path: Path) -> None:
         )
         ax.plot(
             grid,
+            fit["reference_slope"]["mean"] * grid,
+            color=color,
+            lw=1.4,
+            ls=":",
+            label=f"exact width-N simulation: slope {fit['reference_slope']['mean']:.2f}",
+        )
+        ax.plot(
+            grid,
             fit["kappa"] * grid,
             color=color,
             lw=1,
             ls="--",
-            label=f"theory: κ = {fit['kappa']:.2f}",
+            label=f"first-order formula: κ = {fit['kappa']:.2f}",
         )
     ax.set(
         xlabel="(L − 1) / N (backward steps per unit of width)",
         ylabel="Var ln(‖δ_1‖/‖δ_L‖) over seeds (dimensionless)",
     )
-    ax.legend(fontsize=8)
-    save(fig, path, "Finite width: gradient fluctuations grow like L/N (Hanin 2018)")
+    ax.legend(fontsize=7, loc="upper left")
+    save(fig, path, "Finite width: gradient fluctuations grow like L/N")

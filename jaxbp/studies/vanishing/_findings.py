@@ -1,34 +1,35 @@
 """Findings generated from the numbers: summaries (stored in ``results.json``) and the sentences built on them.
 
-A sentence states an effect only when it is significant (|effect| > 3 s.e.,
-:func:`~jaxbp.studies.vanishing._stats.significant`); otherwise it says the measurement is
-consistent with theory (or with no effect).
+A sentence states an effect only when its calibrated test says so
+(:func:`~jaxbp.studies.vanishing._stats.assess`: Student-t at the stated level, no verdict
+below the minimum seed count), and quotes the p-value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from jaxbp.studies.vanishing._stats import difference, estimate, fit_line, significant
-from jaxbp.studies.vanishing._tables import error_summary, pm, verdict
+from jaxbp.studies.vanishing._calibration import calibration
+from jaxbp.studies.vanishing._stats import LEVEL, MIN_SEEDS, difference, significant, variance_slope
+from jaxbp.studies.vanishing._tables import error_summary, pm, verdict, xi
 
 
 def _finite_width_fits(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per network: the slope of Var ln(‖δ_1‖/‖δ_L‖) against (L−1)/N, measured and in the width-N
+    reference (unweighted fits through the origin, bootstrap s.e.), and the first-order κ."""
     fits = []
     for label in dict.fromkeys(r["label"] for r in results["finite_width"]):
         rows = [r for r in results["finite_width"] if r["label"] == label]
         x = [(r["depth"] - 1) / r["width"] for r in rows]
-        fit = fit_line(
-            x,
-            [r["log_ratio_variance"]["mean"] for r in rows],
-            [r["log_ratio_variance"]["se"] or 1e-12 for r in rows],
-        )
+        measured = variance_slope(x, [r["log_ratio_per_seed"] for r in rows])
+        reference = variance_slope(x, [r["reference_log_ratio_per_seed"] for r in rows], seed=1)
         fits.append(
             {
                 "label": label,
-                "slope": fit,
+                "slope": measured,
+                "reference_slope": reference,
                 "kappa": rows[0]["kappa"],
-                "slope_minus_kappa": difference(fit, rows[0]["kappa"]),
+                "slope_minus_reference": difference(measured, reference),
             }
         )
     return fits
@@ -57,26 +58,8 @@ def _isometry(results: dict[str, Any]) -> dict[str, Any] | None:
         "orthogonal_relative_predicted": orthogonal["predicted_s2_relative_variance"],
         "largest_possible_relative_variance": gaussian["largest_possible_relative_variance"],
         "difference": difference(gaussian["s2_relative_variance"], orthogonal["s2_relative_variance"]),
-        "orthogonal_minus_theory": difference(
-            orthogonal["s2_relative_variance"], orthogonal["predicted_s2_relative_variance"]
-        ),
-        "gaussian_minus_theory": difference(
-            gaussian["s2_relative_variance"], gaussian["predicted_s2_relative_variance"]
-        ),
-    }
-
-
-def _trainability(results: dict[str, Any]) -> dict[str, Any]:
-    t = results["trainability"]
-    inside: list[float | None] = []
-    outside: list[float | None] = []
-    for depth, row in zip(t["depths"], t["test_accuracy"]):
-        for xi, accuracy in zip(t["xi_c"], row):
-            (inside if depth <= 6 * xi else outside).append(accuracy["mean"])
-    return {
-        "inside_6xi": estimate(inside),
-        "outside_6xi": estimate(outside),
-        "inside_minus_outside": difference(estimate(inside), estimate(outside)),
+        "depth_over_width": gaussian["depth_over_width"],
+        "orthogonal_log_error": orthogonal["relative_variance_log_error"],
     }
 
 
@@ -97,7 +80,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     runs = results["clipping"]["runs"]
     return {
         "rate_errors": error_summary(results),
-        "relu_he_deepest": max(relu_he, key=lambda r: r["depth"])["measured_rate"] if relu_he else None,
+        "relu_he_deepest": max(relu_he, key=lambda r: r["depth"]) if relu_he else None,
         "remedy_gains": remedies,
         "clipping": {
             "rates": len(runs),
@@ -107,21 +90,19 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         },
         "isometry": _isometry(results),
         "finite_width": _finite_width_fits(results),
-        "trainability": _trainability(results),
+        "calibration": calibration(results),
     }
 
 
 def _significance_sentence(effect: dict[str, Any], what: str, unit: str = "") -> str:
-    if significant(effect):
-        return f"{what} is {pm(effect, '+.4f')}{unit} ({abs(effect['mean']) / effect['se']:.0f} s.e.)"
-    return f"{what} is {pm(effect, '+.4f')}{unit}, consistent with zero (|effect| ≤ 3 s.e.)"
+    return f"{what} is {pm(effect, '+.4f')}{unit}: {verdict(effect)} against zero"
 
 
 def _across_time_findings(results: dict[str, Any]) -> list[str]:
     t = results["across_time"]
     out = [
         f"Across time, {r['label']} (T = {r['time_steps']}, χ = {r['chi']:.3f}): ln‖∂L/∂h_t‖ changes by {pm(r['measured_rate'], '+.4f')} "
-        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f}: {verdict(r['rate_error'])} with mean-field theory."
+        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f} (N = ∞, input norm fixed): {verdict(r['rate_error'])}."
         for r in t["rnn"]
     ]
     effect = t["forget_bias_effect"]
@@ -141,23 +122,33 @@ def findings(results: dict[str, Any]) -> list[str]:
     s = results["summary"]
     e = s["rate_errors"]
     out = [
-        f"Growth rate of ln‖δ‖ vs ½ ln χ1 over {e['settings']} settings ({results['config']['seeds']} independent networks each): absolute error "
-        f"median {e['absolute_median']:.4f}, max {e['absolute_max']:.4f} per layer ({e['absolute_max_setting']}); relative error off criticality "
-        f"median {e['relative_median'] or 0:.2%}, max {e['relative_max'] or 0:.2%}. "
+        f"Tests: two-sided Student-t at level {LEVEL:g} with the actual seed counts (Welch for two samples), "
+        f"log scale for variances and spectral spreads; no verdict below {MIN_SEEDS} seeds. Measured false-positive rates "
+        "when the theory is exact: "
         + (
-            f"Significant deviations (> 3 s.e.; see the table for the layer-wise prediction): {', '.join(e['significant'])}."
-            if e["significant"]
-            else "Every setting is consistent with theory (|error| ≤ 3 s.e.)."
+            "; ".join(f"{c['verdict']}: {c['rate']:.3f} ± {c['se']:.3f}" for c in s["calibration"])
+            or "none measured (every seed count is below the minimum)"
         )
+        + " (calibration table at the end).",
+        f"Growth rate of ln‖δ‖ over {e['settings']} settings ({results['config']['seeds']} independent networks each): "
+        f"|measured − ½ ln χ1| median {e['absolute_median']:.4f}, max {e['absolute_max']:.4f} per layer ({e['absolute_max_setting']}); "
+        f"relative error off criticality median {e['relative_median'] or 0:.2%}, max {e['relative_max'] or 0:.2%}. These gaps are "
+        "the layer-wise transient and the finite-width offset (E ln‖δ‖ vs ½ ln E‖δ‖², O(1/N) per layer); the verdicts compare "
+        "with an exact width-N simulation of the same setting (see the table). "
+        + (
+            f"No verdicts: {results['config']['seeds']} seeds < {MIN_SEEDS}."
+            if results["config"]["seeds"] < MIN_SEEDS
+            else f"Settings that differ from it: {', '.join(e['significant'])}."
+            if e["significant"]
+            else "No setting differs from it."
+        ),
     ]
     if s["relu_he_deepest"] is not None:
+        r = s["relu_he_deepest"]
         out.append(
-            _significance_sentence(
-                s["relu_he_deepest"],
-                "ReLU + He (critical, χ1 = 1) at the deepest L: the rate",
-                " per layer",
-            )
-            + "."
+            f"ReLU + He (χ1 = 1) at L = {r['depth']}: rate {pm(r['measured_rate'], '+.4f')} per layer; the width-N reference "
+            f"{pm(r['reference_rate'], '+.4f')} (finite-width offset {pm(r['finite_width_offset'], '+.4f')} from 0): "
+            f"{verdict(r['reference_error'])}."
         )
     for gain in s["remedy_gains"]:
         out.append(
@@ -170,49 +161,66 @@ def findings(results: dict[str, Any]) -> list[str]:
     explode = results["exploding_profile"]
     out.append(
         f"{explode['label']} (χ1 = {explode['chi1']:.3f}): measured rate {pm(explode['measured_rate'], '+.4f')} per layer vs ½ ln χ1 = "
-        f"{explode['predicted_rate']:+.4f}: {verdict(explode['rate_error'])} with theory."
+        f"{explode['predicted_rate']:+.4f}; width-N reference {pm(explode['reference_rate'], '+.4f')}: {verdict(explode['reference_error'])}."
     )
     c = s["clipping"]
-    out.append(
-        f"Clipping the exploding network's gradient norm to {results['clipping']['clip_norm']:g}: final test accuracy differs significantly from "
-        f"unclipped training at the same learning rate at {len(c['significant_vs_unclipped'])} of {c['rates']} rates "
-        f"({', '.join(f'{v:g}' for v in c['significant_vs_unclipped']) or 'none'}), and from unclipped training at the matched rate f·η at "
-        f"{len(c['significant_vs_matched'])} of {c['rates']} ({', '.join(f'{v:g}' for v in c['significant_vs_matched']) or 'none'}); "
-        + _significance_sentence(
-            c["best_difference"],
-            "the best accuracy over the sweep, clipped minus unclipped,",
+    runs = results["clipping"]["runs"]
+    seeds = runs[0]["clipped"]["final_test_accuracy"]["n"] if runs else 0
+    if seeds < MIN_SEEDS:
+        comparison = (
+            f"with {seeds} seeds per run (< {MIN_SEEDS}) no verdicts are printed; the best accuracy over the sweep, clipped "
+            f"minus unclipped, is {pm(c['best_difference'], '+.4f')}."
         )
-        + "."
-    )
+    else:
+        comparison = (
+            f"final test accuracy differs from unclipped training at the same learning rate at {len(c['significant_vs_unclipped'])} of "
+            f"{c['rates']} rates ({', '.join(f'{v:g}' for v in c['significant_vs_unclipped']) or 'none'}), and from unclipped training "
+            f"at the matched rate f·η at {len(c['significant_vs_matched'])} of {c['rates']} "
+            f"({', '.join(f'{v:g}' for v in c['significant_vs_matched']) or 'none'}); "
+            + _significance_sentence(c["best_difference"], "the best accuracy over the sweep, clipped minus unclipped,")
+            + "."
+        )
+    out.append(f"Clipping the exploding network's gradient norm to {results['clipping']['clip_norm']:g}: {comparison}")
     iso = s["isometry"]
     if iso is not None:
         out.append(
             f"Dynamical isometry (tanh on the critical line at q* = {iso['q_star']:.3g}, L = {iso['depth']}): the spread "
             f"var(s²)/mean(s²)² of the input-output Jacobian's squared singular values is "
             f"{pm(iso['orthogonal_relative_variance'], '.3g')} with orthogonal weights (free probability "
-            f"{iso['orthogonal_relative_predicted']:.3g}; {verdict(iso['orthogonal_minus_theory'])}) vs "
+            f"{iso['orthogonal_relative_predicted']:.3g}; "
+            + (
+                f"no verdict: free probability is N → ∞ at fixed L and here L/N = {iso['depth_over_width']:.2g}"
+                if iso["orthogonal_log_error"] is None
+                else verdict(iso["orthogonal_log_error"])
+            )
+            + ") vs "
             f"{pm(iso['gaussian_relative_variance'], '.3g')} with Gaussian weights (free probability "
             f"{iso['gaussian_relative_predicted']:.3g}, but at most N − 1 = {iso['largest_possible_relative_variance']} "
             f"for N singular values); " + _significance_sentence(iso["difference"], "Gaussian minus orthogonal") + "."
         )
     for r in results["signal"]:
         out.append(
-            f"Signal propagation, tanh σw² = {r['sigma_w2']:.3g} (χ1 = {r['chi1']:.3f}, c* = {r['c_star']:.3f}, ξ_c = {r['xi_c']:.4g}): at layer {r['depth']} "
-            f"q = {pm(r['q_measured'][-1], '.4f')} vs {r['q_theory'][-1]:.4f} ({verdict(r['q_last_error'])}), c = {pm(r['c_measured'][-1], '.4f')} vs "
-            f"{r['c_theory'][-1]:.4f} ({verdict(r['c_last_error'])})."
+            f"Signal propagation, tanh σw² = {r['sigma_w2']:.6g} (χ1 = {r['chi1']:.6f}, c* = {r['c_star']:.4f}, ξ_c = {xi(r['xi_c'])}): at layer {r['depth']} "
+            f"q = {pm(r['q_measured'][-1], '.4f')} vs {r['q_theory'][-1]:.4f} ({verdict(r['q_last_error'])}); at layer {r['transient_layer']} "
+            f"(one depth scale in, where c still moves) c = {pm(r['c_measured'][r['transient_layer'] - 1], '.4f')} vs "
+            f"{r['c_theory'][r['transient_layer'] - 1]:.4f} ({verdict(r['c_transient_error'])})."
         )
     for fit in s["finite_width"]:
         out.append(
-            f"Finite width, {fit['label']}: Var ln(‖δ_1‖/‖δ_L‖) grows like {pm(fit['slope'], '.3f')} × (L−1)/N (weighted fit through the origin) vs the "
-            f"predicted κ = {fit['kappa']:.3f}: {verdict(fit['slope_minus_kappa'])}."
+            f"Finite width, {fit['label']}: Var ln(‖δ_1‖/‖δ_L‖) grows like {pm(fit['slope'], '.3f')} × (L−1)/N (unweighted fit through the origin, "
+            f"bootstrap s.e.) vs {pm(fit['reference_slope'], '.3f')} in the exact width-N simulation ({verdict(fit['slope_minus_reference'])}); "
+            f"the first-order gradient-independence κ = {fit['kappa']:.3f}"
+            + (
+                " (Hanin 2018; exact to first order for ReLU)."
+                if fit["label"].startswith("ReLU")
+                else " leaves out the forward length's fluctuations and is not a prediction for tanh."
+            )
         )
     out.extend(_across_time_findings(results))
-    t = s["trainability"]
     out.append(
-        f"Trainability (tanh, {results['trainability']['steps']} SGD steps): mean test accuracy {pm(t['inside_6xi'], '.3f')} over the cells with L ≤ 6ξ_c "
-        f"and {pm(t['outside_6xi'], '.3f')} beyond; "
-        + _significance_sentence(t["inside_minus_outside"], "the difference")
-        + "."
+        f"Trainability ({results['trainability']['steps']} SGD steps, one learning rate): the table is descriptive. The earlier "
+        "claim that cells within 6ξ_c train and cells beyond do not is withdrawn: in this grid it is carried by depth (at L ≥ 60 "
+        "every σw² stays at chance, critical included), and too few steps leave trainable cells at chance."
     )
     for r in results["training"]:
         out.append(

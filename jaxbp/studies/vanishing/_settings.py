@@ -13,7 +13,7 @@ def grid_specs(config: StudyConfig) -> list[NetworkSpec]:
 
 def critical_label(config: StudyConfig, activation: str = "tanh") -> str:
     sigma_w2 = theory.critical_sigma_w2(config.critical_sigma_b2, activation)
-    return f"σw²={sigma_w2:.2f}, σb²={config.critical_sigma_b2:g}"
+    return f"σw²={sigma_w2:.6g}, σb²={config.critical_sigma_b2:g}"
 
 
 def remedy_specs(config: StudyConfig) -> list[NetworkSpec]:
@@ -60,7 +60,7 @@ def spectrum_specs(config: StudyConfig) -> list[NetworkSpec]:
             ("mean_field", "Gaussian"),
             ("orthogonal_mean_field", "orthogonal"),
         ):
-            label = f"tanh, {kind}, q*={q_star:.3g} (σw²={sigma_w2:.3f}, σb²={sigma_b2:.2g})"
+            label = f"tanh, {kind}, q*={q_star:.3g} (σw²={sigma_w2:.6g}, σb²={sigma_b2:.6g})"
             specs.append(NetworkSpec("tanh", init, sigma_w2=sigma_w2, sigma_b2=sigma_b2, label=label))
     specs.append(NetworkSpec("relu", "mean_field", sigma_w2=2.0, label="ReLU + He, Gaussian"))
     specs.append(NetworkSpec("relu", "orthogonal_mean_field", sigma_w2=2.0, label="ReLU + He, orthogonal"))

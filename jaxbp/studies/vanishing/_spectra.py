@@ -15,6 +15,7 @@ r"""Input-output Jacobian spectra and forward signal propagation of random netwo
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,7 @@ from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_netw
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._settings import spectrum_specs
-from jaxbp.studies.vanishing._stats import estimate, rows
+from jaxbp.studies.vanishing._stats import difference, estimate, log_estimate, rows
 
 
 def _recorded_forward(network: nn.Layer, params: Any, x: jax.Array) -> dict[str, jax.Array]:
@@ -72,6 +73,10 @@ def _jacobian_singular_values(
         jacobian, start = rows @ jacobian, stop
         values.append(jnp.linalg.svd(jacobian, compute_uv=False))
     return jnp.stack(values)
+
+
+#: Free-probability verdicts only at depth / width up to this (its predictions are N -> inf at fixed L).
+FREE_PROBABILITY_MAX_DEPTH_OVER_WIDTH = 0.1
 
 
 @functools.cache
@@ -127,6 +132,12 @@ def jacobian_spectra(config: StudyConfig, key: jax.Array) -> list[dict[str, Any]
                 # which makes var(s²) heavy-tailed over seeds; the spectrum's shape is var(s²) / mean(s²)²
                 "s2_relative_variance": estimate(s2[:, i].var(axis=1) / s2[:, i].mean(axis=1) ** 2),
                 "s_max": estimate(singular[:, i].max(axis=1)),
+                "depth_over_width": depth / width,
+                # free probability is the N -> inf limit at fixed L: compared only where L/N is small,
+                # on a log scale (the spread is a product of many random factors)
+                "relative_variance_log_error": difference(
+                    log_estimate(s2[:, i].var(axis=1) / s2[:, i].mean(axis=1) ** 2), math.log(var / mean**2)
+                ) if depth / width <= FREE_PROBABILITY_MAX_DEPTH_OVER_WIDTH and var > 0 else None,
                 "predicted_s2_mean": mean,
                 "predicted_s2_variance": var,
                 "predicted_s2_relative_variance": var / mean**2,
@@ -162,7 +173,7 @@ def signal_propagation(
             "mean_field",
             sigma_w2=sigma_w2,
             sigma_b2=sigma_b2,
-            label=f"tanh, σw²={sigma_w2:.3g}",
+            label=f"tanh, σw²={sigma_w2:.6g}",
         )
         resolved = resolve_init(spec, width, config)
         network = build_network(spec, depth, width, width, resolved.dense)
@@ -188,18 +199,26 @@ def signal_propagation(
             "tanh",
         )
         c_star = theory.fixed_point_c(sigma_w2, sigma_b2, "tanh")
+        chi_c = theory.chi_c(c_star, sigma_w2, sigma_b2, "tanh")
+        chi1 = theory.chi1(sigma_w2, sigma_b2, "tanh")
+        # on the critical line c* = 1, chi_c = chi1 = 1 and xi_c = -1/ln chi_c diverges (a root finder returns ~1e6 there)
+        xi_c = math.inf if abs(chi1 - 1.0) < 1e-8 else theory.correlation_depth_scale(sigma_w2, sigma_b2, "tanh")
+        # c_l is compared where it still moves (one depth scale in): at the deepest layer of an
+        # ordered network c and its prediction both sit at c* = 1, which tests nothing
+        layer = depth if math.isinf(xi_c) else min(depth, max(2, round(xi_c)))
         records.append({
             **setting_fields(spec, resolved, depth, width),
             "q_star": theory.fixed_point_q(sigma_w2, sigma_b2, "tanh"),
-            "chi1": theory.chi1(sigma_w2, sigma_b2, "tanh"),
+            "chi1": chi1,
             "c_star": c_star,
-            "chi_c": theory.chi_c(c_star, sigma_w2, sigma_b2, "tanh"),
-            "xi_c": theory.correlation_depth_scale(sigma_w2, sigma_b2, "tanh"),
+            "chi_c": chi_c,
+            "xi_c": xi_c,
             "q_measured": [estimate(q[:, l].mean(axis=-1)) for l in range(depth)],
             "c_measured": [estimate(c[:, l]) for l in range(depth)],
             "q_theory": q_theory.tolist(),
             "c_theory": c_theory.tolist(),
-            "q_last_error": {"mean": float(q[:, -1].mean() - q_theory[-1]), "se": estimate(q[:, -1].mean(axis=-1))["se"]},
-            "c_last_error": {"mean": float(c[:, -1].mean() - c_theory[-1]), "se": estimate(c[:, -1])["se"]},
+            "transient_layer": layer,
+            "q_last_error": difference(estimate(q[:, -1].mean(axis=-1)), float(q_theory[-1])),
+            "c_transient_error": difference(estimate(c[:, layer - 1]), float(c_theory[layer - 1])),
         })  # fmt: skip
     return records

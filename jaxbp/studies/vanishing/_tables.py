@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxbp.studies.vanishing._stats import significant
+from jaxbp.studies.vanishing._stats import MIN_SEEDS, assess, significant
 
 #: A predicted rate closer to 0 than this is "critical": no relative difference is shown.
 CRITICAL_RATE = 0.01
@@ -24,6 +24,11 @@ def fmt(value: float | None, spec: str = ".3f") -> str:
     return text
 
 
+def xi(value: float | None) -> str:
+    """A depth scale ξ_c, ``∞`` where it diverges (on the critical line)."""
+    return "∞" if value is None or not math.isfinite(value) else fmt(value, ".4g")
+
+
 def pm(estimate: dict[str, Any] | None, spec: str = ".3f") -> str:
     """``mean ± se``."""
     if estimate is None:
@@ -32,10 +37,11 @@ def pm(estimate: dict[str, Any] | None, spec: str = ".3f") -> str:
 
 
 def verdict(effect: dict[str, Any]) -> str:
-    """``differs (k s.e.)`` when significant, else ``consistent``."""
-    if not significant(effect):
-        return "consistent"
-    return f"differs ({abs(effect['mean']) / effect['se']:.0f} s.e.)"
+    """``differs (p = ...)``, ``consistent (p = ...)`` or ``no verdict (n < MIN_SEEDS)`` (:func:`._stats.assess`)."""
+    result = assess(effect)
+    if result["verdict"] == "no verdict":
+        return f"no verdict (n = {result['n']} < {MIN_SEEDS})" if result["n"] < MIN_SEEDS else "no verdict"
+    return f"{result['verdict']} (p = {result['p']:.2g})"
 
 
 def theory_rows(results: dict[str, Any], depths: Iterable[int] | None = None) -> list[dict[str, Any]]:
@@ -54,22 +60,22 @@ def relative_difference(record: dict[str, Any]) -> float | None:
 def slope_table_markdown(results: dict[str, Any], depths: Iterable[int] | None = None) -> str:
     """Theory vs measurement of the growth rate, one row per grid setting (``depths`` restricts the rows)."""
     lines = [
-        "| activation | init | L | σw² | σb² | χ1 | predicted ½ln χ1 | layer-wise | measured ± s.e. | measured − predicted | relative | verdict |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| activation | init | L | σw² | σb² | χ1 | ½ln χ1 | layer-wise (N = ∞) | width-N reference | finite-width offset | measured ± s.e. | measured − reference | verdict |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in theory_rows(results, depths):
-        rel = relative_difference(r)
         lines.append(
             f"| {r['activation']} | {r['init']} | {r['depth']} | {fmt(r['sigma_w2'], '.4g')} | {fmt(r['sigma_b2'], 'g')} | "
             f"{fmt(r['chi1'], '.4g')} | {fmt(r['predicted_rate'], '+.4f')} | {fmt(r['layerwise_predicted_rate'], '+.4f')} | "
-            f"{pm(r['measured_rate'], '+.4f')} | {pm(r['rate_error'], '+.4f')} | {'critical' if rel is None else fmt(rel, '+.1%')} | "
-            f"{verdict(r['rate_error'])} |"
+            f"{pm(r['reference_rate'], '+.4f')} | {pm(r['finite_width_offset'], '+.4f')} | "
+            f"{pm(r['measured_rate'], '+.4f')} | {pm(r['reference_error'], '+.4f')} | {verdict(r['reference_error'])} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def error_summary(results: dict[str, Any]) -> dict[str, Any]:
-    """Absolute errors |measured − ½ln χ1| (median, max) over all settings, relative ones off criticality, significant count."""
+    """Absolute errors |measured − ½ln χ1| (median, max) over all settings, relative ones off criticality,
+    and the settings whose measurement differs from the width-N reference."""
     rows = [r for r in theory_rows(results) if r["rate_error"]["mean"] is not None]
     absolute = np.abs([r["rate_error"]["mean"] for r in rows])
     relative = np.abs([v for v in (relative_difference(r) for r in rows) if v is not None])
@@ -81,7 +87,9 @@ def error_summary(results: dict[str, Any]) -> dict[str, Any]:
         "absolute_max_setting": f"{worst['activation']}/{worst['init']} L={worst['depth']}",
         "relative_median": float(np.median(relative)) if relative.size else None,
         "relative_max": float(relative.max()) if relative.size else None,
-        "significant": [f"{r['activation']}/{r['init']} L={r['depth']}" for r in rows if significant(r["rate_error"])],
+        "significant": [
+            f"{r['activation']}/{r['init']} L={r['depth']}" for r in rows if significant(r["reference_error"])
+        ],
     }
 
 
@@ -125,40 +133,45 @@ def clipping_table(results: dict[str, Any]) -> str:
 
 def spectrum_table(results: dict[str, Any]) -> str:
     lines = [
-        "| network | L | mean s² (theory) | var(s²) | var(s²) theory | var(s²)/mean(s²)² (theory) | s_max |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| network | L | L/N | mean s² (theory) | var(s²) | var(s²) theory | var(s²)/mean(s²)² (theory) | verdict (log scale) | s_max |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results["spectra"]:
         for d in r["depths"]:
             lines.append(
-                f"| {r['label']} | {d['depth']} | {pm(d['s2_mean'])} ({fmt(d['predicted_s2_mean'])}) | {pm(d['s2_variance'], '.3g')} | "
-                f"{fmt(d['predicted_s2_variance'], '.3g')} | {pm(d['s2_relative_variance'], '.3g')} "
-                f"({fmt(d['predicted_s2_relative_variance'], '.3g')}) | {pm(d['s_max'], '.3g')} |"
+                f"| {r['label']} | {d['depth']} | {d['depth_over_width']:.2g} | {pm(d['s2_mean'])} ({fmt(d['predicted_s2_mean'])}) | "
+                f"{pm(d['s2_variance'], '.3g')} | {fmt(d['predicted_s2_variance'], '.3g')} | {pm(d['s2_relative_variance'], '.3g')} "
+                f"({fmt(d['predicted_s2_relative_variance'], '.3g')}) | "
+                f"{'outside the N → ∞ regime' if d['relative_variance_log_error'] is None else verdict(d['relative_variance_log_error'])} | "
+                f"{pm(d['s_max'], '.3g')} |"
             )
     return "\n".join(lines) + "\n"
 
 
 def signal_table(results: dict[str, Any]) -> str:
     lines = [
-        "| tanh σw² | χ1 | c* | ξ_c | q_L measured | q_L theory | c_L measured | c_L theory |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| tanh σw² | χ1 | c* | ξ_c | q_L measured | q_L theory | verdict | layer l (transient) | c_l measured | c_l theory | verdict |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
     for r in results["signal"]:
+        layer = r["transient_layer"]
         lines.append(
-            f"| {r['sigma_w2']:.3g} | {fmt(r['chi1'], '.4f')} | {fmt(r['c_star'], '.4f')} | {fmt(r['xi_c'], '.4g')} | {pm(r['q_measured'][-1], '.4f')} | "
-            f"{fmt(r['q_theory'][-1], '.4f')} | {pm(r['c_measured'][-1], '.4f')} | {fmt(r['c_theory'][-1], '.4f')} |"
+            f"| {r['sigma_w2']:.6g} | {fmt(r['chi1'], '.4f')} | {fmt(r['c_star'], '.4f')} | {xi(r['xi_c'])} | {pm(r['q_measured'][-1], '.4f')} | "
+            f"{fmt(r['q_theory'][-1], '.4f')} | {verdict(r['q_last_error'])} | {layer} | {pm(r['c_measured'][layer - 1], '.4f')} | "
+            f"{fmt(r['c_theory'][layer - 1], '.4f')} | {verdict(r['c_transient_error'])} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def finite_width_table(results: dict[str, Any]) -> str:
     lines = [
-        "| network | N | L | L/N | Var ln(‖δ_1‖/‖δ_L‖) | theory κ(L−1)/N |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| network | N | L | L/N | Var ln(‖δ_1‖/‖δ_L‖) measured | width-N reference | verdict (log scale) | first-order κ(L−1)/N |",
+        "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results["finite_width"]:
         lines.append(
-            f"| {r['label']} | {r['width']} | {r['depth']} | {r['depth_over_width']:.3f} | {pm(r['log_ratio_variance'], '.4f')} | {r['predicted_variance']:.4f} |"
+            f"| {r['label']} | {r['width']} | {r['depth']} | {r['depth_over_width']:.3f} | {pm(r['log_ratio_variance'], '.4f')} | "
+            f"{pm(r['reference_variance'], '.4f')} | {verdict(r['log_variance_error'])} | {r['predicted_variance']:.4f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -169,7 +182,7 @@ def trainability_table(results: dict[str, Any]) -> str:
         "| L \\ σw² | " + " | ".join(f"{s:g}" for s in t["sigma_w2"]) + " |",
         "|---:|" + "---:|" * len(t["sigma_w2"]),
     ]
-    lines.append("| 6ξ_c | " + " | ".join(fmt(6 * x, ".0f") for x in t["xi_c"]) + " |")
+    lines.append("| 6ξ_c | " + " | ".join("∞" if x is None else fmt(6 * x, ".0f") for x in t["xi_c"]) + " |")
     for depth, row in zip(t["depths"], t["test_accuracy"]):
         lines.append(f"| {depth} | " + " | ".join(pm(a, ".2f") for a in row) + " |")
     return "\n".join(lines) + "\n"
