@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from jax.ad_checkpoint import print_saved_residuals
 
-from jaxbp import ops
+from jaxbp import ops, reference
 
 MAGNITUDES = (5.0, 9.0, 17.0, 20.0, 50.0, 88.0)
 POINTS = sorted({sign * m for m in MAGNITUDES for sign in (1.0, -1.0)})
@@ -125,3 +125,12 @@ def test_relu_passes_no_gradient_below_zero_even_an_infinite_one():
     np.testing.assert_array_equal(dx, [0.0, 0.0, 5.0])
     (dx_leaky,) = jax.vjp(lambda x: ops.leaky_relu(x, 0.5), x)[1](jnp.array([4.0, 2.0, 5.0]))
     np.testing.assert_array_equal(dx_leaky, [2.0, 1.0, 5.0])
+
+
+def test_elu_second_derivative_at_zero_matches_the_reference():
+    """d²/dx² elu at x = 0 through the hand-written rule equals autodiff of the reference (alpha, the
+    left branch's value there): the rule's derivative must not differentiate a tie (jnp.minimum) at 0."""
+    with jax.enable_x64(True):
+        x = jnp.zeros(3)
+        second = lambda f: jax.grad(lambda x: jnp.sum(jax.grad(lambda x: jnp.sum(f(x, 1.5)))(x)))(x)
+        np.testing.assert_allclose(second(ops.elu), second(reference.elu), rtol=0, atol=1e-15)

@@ -87,11 +87,13 @@ _leaky_relu = define_op(
 
 # y = x if x > 0 else alpha*(e^x - 1)     residual: x (the same bytes as y)
 # dx = dy * (1 if x > 0 else alpha*e^x)
-#      (alpha e^x = y + alpha from the saved y loses every digit as y -> -alpha: 44% error at x = -17)
+#      (alpha e^x = y + alpha from the saved y loses every digit as y -> -alpha: 44% error at x = -17;
+#      a where, not jnp.minimum(x, 0), inside the exp: autodiff of minimum at the tie x = 0 is 1/2, which
+#      would halve the second derivative there)
 _elu = define_elementwise_op(
     reference.elu,
     residual=lambda x, y, alpha: x,
-    derivative=lambda x, alpha: jnp.where(x > 0, 1.0, alpha * jnp.exp(jnp.minimum(x, 0.0))),
+    derivative=lambda x, alpha: jnp.where(x > 0, 1.0, alpha * jnp.exp(jnp.where(x > 0, 0.0, x))),
     num_static=1,
 )
 
