@@ -227,7 +227,7 @@ TRAIN = Command("train a registered model on a bundled data set", _add_train_arg
 COMMANDS: dict[str, Command | str] = {
     "train": TRAIN,
     "demo": "jaxbp.demo",
-    "gradcheck-ops": "jaxbp.op_cases",
+    "gradcheck-ops": "jaxbp.gradcheck.catalog",
     "vanishing": "jaxbp.studies.vanishing",
     "bench": "jaxbp.bench.suite",
 }
