@@ -97,7 +97,7 @@ def mutant_of(op: Callable, mutant: str) -> Callable:
 
         def bwd(values, dy):
             _, rule = jax.vjp(of_floats, *residuals_fault(list(values)))  # the op's own hand-written rule
-            return tuple(gradients_fault(list(rule(dy)), list(values)))
+            return tuple(gradients_fault([jnp.asarray(g) for g in rule(dy)], list(values)))
 
         wrapped = jax.custom_vjp(of_floats)
         wrapped.defvjp(lambda *values: (of_floats(*values), values), bwd)

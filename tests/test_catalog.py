@@ -4,12 +4,11 @@ through the same sweep users run on their own ops (jaxbp.gradcheck.sweep_op)."""
 from __future__ import annotations
 
 import inspect
+import zlib
 
 import jax
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from jaxbp import ops
 from jaxbp.gradcheck import strip_custom_rules
@@ -19,6 +18,7 @@ from jaxbp.gradcheck.catalog import CASES
 #: A listed check that passes fails the test, so a fix removes its line.
 KNOWN_FINDINGS = {
     ("attention_masked", "non-finite"): "inf in a masked key's v gives a NaN dk where autodiff gives 0",
+    ("attention_causal_grouped", "non-finite"): "NaN in a query: autodiff's dk of keys it may not see is NaN, the rule's finite",
     (
         "lstm_lengths",
         "non-finite",
@@ -59,9 +59,10 @@ def test_the_primal_is_the_reference_twin(x64, name):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@settings(max_examples=1)  # one draw per op: a sweep compiles about ten programs
-@given(seed=st.integers(0, 2**16))
-def test_every_case_passes_the_sweep(x64, name, seed):
+def test_every_case_passes_the_sweep(x64, name):
+    """One draw per op (a sweep compiles about ten programs), its shape drawn from a seed of the
+    op's name; ``jaxbp gradcheck-ops --shapes N`` runs N draws."""
+    seed = zlib.crc32(name.encode()) % 2**16
     report = CASES[name].sweep(name, seed=seed, second_order_numerical=name in SECOND_ORDER_FINITE_DIFFERENCES)
     known = {check for (case, check) in KNOWN_FINDINGS if case == name}
     unexpected = [f"{r.check}: {p}" for r in report.results if r.check not in known for p in r.problems]
