@@ -17,20 +17,14 @@ from jaxbp.gradcheck.catalog import CASES
 #: Failures of today's ops that belong to their owners, one (case, check) each with what fails.
 #: A listed check that passes fails the test, so a fix removes its line.
 KNOWN_FINDINGS = {
-    ("attention_masked", "non-finite"): "inf in a masked key's v gives a NaN dk where autodiff gives 0",
-    ("attention_causal_grouped", "non-finite"): "NaN in a query: autodiff's dk of keys it may not see is NaN, the rule's finite",
+    ("attention_masked", "non-finite"): "inf in a masked key's v: NaN dk where autodiff has 0",
     (
-        "lstm_lengths",
+        "attention_causal_grouped",
         "non-finite",
-    ): "NaN at a padded step (past lengths): autodiff's dW, dx are NaN (0 * NaN), the rule's finite",
-    (
-        "gru",
-        "non-finite",
-    ): "NaN at a padded step (past lengths): autodiff's dW, dx are NaN (0 * NaN), the rule's finite",
-    (
-        "max_pool2d_overlapping",
-        "non-finite",
-    ): "NaN in a window: the rule routes the window's gradient elsewhere than autodiff",
+    ): "NaN in a query: autodiff's dk of keys it cannot see is NaN, the rule's not",
+    ("lstm_lengths", "non-finite"): "NaN at a padded step: autodiff's dW, dx NaN (0 * NaN), the rule's finite",
+    ("gru", "non-finite"): "NaN at a padded step: autodiff's dW, dx NaN (0 * NaN), the rule's finite",
+    ("max_pool2d_overlapping", "non-finite"): "NaN in a window: the rule routes its gradient elsewhere than autodiff",
 }
 
 #: Finite differences of the gradient cost one more compilation per op: a representative set
