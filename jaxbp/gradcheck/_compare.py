@@ -205,7 +205,7 @@ class GradientReport:
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
         order = "gradient" if self.order == 1 else "second derivative (gradient of a projected gradient)"
         lines = [
-            f"gradient check: {self.name}, {order}, float64; score = |manual - b| / (atol + rtol |b|), <= 1 passes",
+            f"gradient check: {self.name}, {order}, float64; score = |manual - b| / (atol scale + rtol |b|), <= 1 passes",
             f"  reference tolerance {REFERENCE_TOLERANCE}, finite differences {NUMERICAL_TOLERANCE} + rounding floor",
         ]
         if self.no_reference:

@@ -252,7 +252,7 @@ _COLUMNS = ("gradient vs reference", "gradient vs finite differences",
 
 
 def format_table(reports: dict[str, SweepReport]) -> str:
-    """Worst element scores (|manual - b| / (atol + rtol |b|); <= 1 passes) and failed checks per op."""
+    """Worst element scores (|manual - b| / (atol scale + rtol |b|); <= 1 passes) and failed checks per op."""
     lines = ["| op | draws | " + " | ".join(_COLUMNS) + " | failed checks |", "|---" * (len(_COLUMNS) + 3) + "|"]
     for name, report in reports.items():
         worst = report.worst_scores()
