@@ -2,17 +2,19 @@
 
 Every op in :mod:`jaxbp.ops` is built from three pieces that sit side by side::
 
-    def _sigmoid_fwd(x):
-        y = reference.sigmoid(x)        # forward math lives once, in reference
-        return y, y                     # residuals: what backward needs, nothing more
-    def _sigmoid_bwd(y, dy):
-        return (dy * y * (1 - y),)      # the derivative, written by hand
-    sigmoid = define_op(reference.sigmoid, _sigmoid_fwd, _sigmoid_bwd)
+    def _dense_fwd(params, x):
+        y = reference.dense(params, x)  # forward math lives once, in reference
+        return y, (x, params["w"])      # residuals: what backward needs, nothing more
+    def _dense_bwd(residuals, dy):
+        x, w = residuals                # y = x w + b, so the derivative, written by hand:
+        return {"w": x.T @ dy, "b": dy.sum(0)}, dy @ w.T
+    dense = define_op(reference.dense, _dense_fwd, _dense_bwd)
 
-:func:`define_op` is a thin wrapper over :func:`jax.custom_vjp`; the primal function
-is the reference function itself, so stripping every custom rule from a network
-(see :func:`jaxbp.gradcheck.strip_custom_vjps`) gives back exactly the reference
-math that ``jax.grad`` differentiates as ground truth.
+(ops/dense.py is this for any number of leading axes, accumulating bf16/f16 in float32.) :func:`define_op` is a thin
+wrapper over :func:`jax.custom_vjp`; the primal function is the reference function
+itself, so stripping every custom rule from a network (see
+:func:`jaxbp.gradcheck.strip_custom_rules`) gives back exactly the reference math that
+``jax.grad`` differentiates as ground truth; ``tests/test_catalog.py`` checks it op by op.
 
 Static hyper-parameters (negative slope, axis, stride, ...) travel through
 ``nondiff_argnums`` and must be hashable Python values; arrays (labels, masks, keys)
@@ -69,9 +71,12 @@ def define_elementwise_op(
     """An elementwise activation is its function plus its derivative.
 
     ``y = primal(x, *static)``; the forward keeps ``residual(x, y, *static)`` and the
-    backward returns ``dx = dy * derivative(saved, *static)``. Choosing the residual
-    (the output ``y`` for sigmoid/tanh/elu, a boolean mask for relu, the input for
-    gelu) is the only design decision left to each activation.
+    backward returns ``dx = dy * derivative(saved, *static)``. Choosing the residual is
+    the only design decision left to each activation: sigmoid, tanh, elu and gelu keep
+    the input ``x`` (the same bytes as ``y``, and their derivatives from ``x`` stay exact in
+    float32 tails, where ``y (1 - y)`` or ``1 - y^2`` round to 0). relu and leaky_relu do
+    not use this factory: they keep a one-byte code of ``x``'s sign that also marks NaN
+    (see ops/activations.py).
     """
 
     def fwd(x, *static):

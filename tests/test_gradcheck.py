@@ -72,12 +72,53 @@ def test_relative_error_definition():
         relative_error(jnp.ones(2), jnp.ones(3))
 
 
-def test_check_gradients_catches_a_wrong_backward_rule(x64):
-    report = check_gradients(wrong_cube, jnp.array([0.5, -1.0, 2.0]))
-    assert report.worst_vs_reference > 0.1  # 2x^2 vs 3x^2
-    assert report.worst_vs_numerical > 0.1
-    with pytest.raises(AssertionError, match="vs jax.grad\\(reference\\)"):
+def test_check_gradients_catches_a_wrong_backward_rule_and_names_the_element(x64):
+    report = check_gradients(wrong_cube, jnp.array([0.5, -1.0, 2.0]), seed=3)
+    assert report.worst_vs_reference > 1 and report.worst_vs_numerical > 1  # 2x^2 vs 3x^2
+    # the worst element is x = 2 (|error| = x^2 |v|, v the seeded cotangent); both values named
+    worst = report.rows[0].vs_reference()
+    v = np.random.default_rng(3).standard_normal(3)
+    assert worst.index == (int(np.argmax(np.abs(v) * np.array([0.25, 1.0, 4.0]))),)
+    assert worst.got == pytest.approx(2 * [0.25, 1.0, 4.0][worst.index[0]] * v[worst.index[0]])
+    assert worst.want == pytest.approx(3 * [0.25, 1.0, 4.0][worst.index[0]] * v[worst.index[0]])
+    with pytest.raises(
+        AssertionError, match=r"argument 0 \(3,\): vs reference at \[\d\]: manual .*, reference .*allowed"
+    ):
         report.assert_ok()
+    with pytest.raises(AssertionError, match=r"vs finite differences at \[\d\]: manual .*, finite differences "):
+        report.assert_ok()
+
+
+def test_exact_zero_gradients_pass(x64):
+    """A zero-initialised output layer: d/db of the loss is exactly 0 by hand and ~1e-11 by finite differences."""
+    f = lambda p, x: ops.softmax_cross_entropy(ops.dense(p, x), jnp.array([0, 1]))
+    check_gradients(f, {"w": jnp.zeros((3, 2)), "b": jnp.zeros(2)}, jnp.ones((2, 3))).assert_ok()
+
+
+def test_one_wrong_element_among_many_is_caught(x64):
+    """Per element, not per norm: one sign flipped in 400 elements moves the norm error by ~1e-2 / 20."""
+
+    def flip_one_bwd(_, dy):
+        return (dy.at[7].multiply(-1),)
+
+    almost = define_op(lambda x: 2 * x, lambda x: (2 * x, None), lambda r, dy: flip_one_bwd(r, 2 * dy))
+    report = check_gradients(almost, jnp.linspace(-1, 1, 400), numerical=False)
+    assert [m.index for m in (row.vs_reference() for row in report.rows)] == [(7,)]
+    with pytest.raises(AssertionError, match=r"vs reference at \[7\]"):
+        report.assert_ok()
+
+
+def test_tolerances_are_per_element_absolute_plus_relative():
+    from jaxbp.gradcheck import Tolerance
+    from jaxbp.gradcheck._compare import worst_element
+
+    tol = Tolerance(atol=1e-3, rtol=1e-2)
+    # 0.5 + 0.0105 vs 0.5: allowed 1e-3 + 5e-3 = 6e-3 -> score 0.0105 / 0.006 = 1.75
+    m = worst_element(np.array([0.0, 0.5105]), np.array([0.0, 0.5]), tol, 0.0, "reference")
+    assert m.index == (1,) and m.score == pytest.approx(1.75)
+    nan, inf = float("nan"), float("inf")
+    assert worst_element(np.array([nan, inf]), np.array([nan, inf]), tol, 0.0, "r").score == 0.0
+    assert worst_element(np.array([nan, 1.0]), np.array([0.0, 1.0]), tol, 0.0, "r").score == inf
 
 
 def test_check_gradients_passes_a_correct_network_and_prints_a_table(x64):
@@ -89,7 +130,7 @@ def test_check_gradients_passes_a_correct_network_and_prints_a_table(x64):
     report.assert_ok()
     assert len(report.rows) == 5  # w, b of two layers + x
     text = str(report)
-    assert "vs jax.grad(ref)" in text and "[0][0]['w']" in text and "(2, 5)" in text
+    assert "vs reference (score at)" in text and "[0][0]['w']" in text and "(2, 5)" in text
 
 
 def test_check_gradients_skips_integer_arguments_and_honours_argnums(x64):
@@ -98,7 +139,7 @@ def test_check_gradients_skips_integer_arguments_and_honours_argnums(x64):
     report = check_gradients(ops.softmax_cross_entropy, logits, labels)
     assert [r.argument for r in report.rows] == [0]
     report = check_gradients(ops.mse, logits, logits * 2, argnums=1, numerical=False)
-    assert [r.argument for r in report.rows] == [1] and report.rows[0].vs_numerical is None
+    assert [r.argument for r in report.rows] == [1] and report.rows[0].numerical is None
 
 
 def test_check_gradients_requires_float64():
@@ -222,8 +263,107 @@ def test_hvp_through_hand_written_rules_equals_the_reference_hessian(x64):
         jax.jvp(lambda p: loss(p, x, labels), (params,), (v,))
 
 
-def test_manual_uses_no_private_jax_module():
-    import jaxbp.manual
+def test_gradcheck_uses_no_private_jax_module():
+    import jaxbp.gradcheck
 
-    source = pathlib.Path(jaxbp.manual.__file__).read_text()
-    assert "jax._src" not in source
+    for path in pathlib.Path(jaxbp.gradcheck.__file__).parent.glob("*.py"):
+        assert "jax._src" not in path.read_text(), path
+
+
+# ------------------------------------------------ custom_jvp, references, second order
+
+
+@jax.custom_jvp
+def _wrong_jvp_sin(x):
+    return jnp.sin(x)
+
+
+@_wrong_jvp_sin.defjvp
+def _wrong_jvp_sin_rule(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    return jnp.sin(x), jnp.cos(x) * dx * 1.001  # the bug: 0.1% too large
+
+
+def test_a_wrong_custom_jvp_fails_against_its_stripped_reference(x64):
+    report = check_gradients(lambda x: _wrong_jvp_sin(x) * 2, jnp.array([0.3, -1.0]), numerical=False)
+    assert report.no_reference is None
+    with pytest.raises(AssertionError, match="vs reference at"):
+        report.assert_ok()
+
+
+def test_without_anything_to_strip_the_report_says_so_instead_of_comparing_f_with_itself(x64):
+    report = check_gradients(jnp.sin, jnp.array([0.3, -1.0]), numerical=False)
+    assert "no custom_vjp or custom_jvp rule to strip" in str(report)
+    assert all(row.reference is None for row in report.rows)
+    with pytest.raises(AssertionError, match="nothing was compared"):
+        report.assert_ok()
+    check_gradients(jnp.sin, jnp.array([0.3, -1.0])).assert_ok()  # finite differences still check autodiff
+
+
+def test_a_reference_autodiff_cannot_differentiate_is_reported(x64):
+    def opaque(x):
+        return jax.pure_callback(np.sin, jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="sequential")
+
+    op = define_op(opaque, lambda x: (opaque(x), x), lambda x, dy: (dy * jnp.cos(x),))
+    report = check_gradients(op, jnp.array([0.3, -1.0]))
+    assert report.no_reference.startswith("autodiff of the reference failed")
+    report.assert_ok()  # finite differences agree with the rule
+
+
+def test_keyword_integer_and_boolean_arguments(x64):
+    def masked_mean(x, labels, mask, *, scale):
+        return scale * ops.softmax_cross_entropy(ops.tanh(x), labels) + jnp.sum(jnp.where(mask, 0.0, 1.0))
+
+    x = jnp.array([[0.3, -1.0, 2.0], [1.0, 0.5, -0.2]])
+    report = check_gradients(masked_mean, x, jnp.array([0, 2]), jnp.array([True, False]), kwargs={"scale": 3.0})
+    assert [r.argument for r in report.rows] == [0]
+    report.assert_ok()
+
+
+def _cube_stopped_bwd(x, dy):
+    return (dy * 3 * jax.lax.stop_gradient(x) ** 2,)  # first order right; its derivative is lost
+
+
+def test_order_2_catches_a_backward_that_is_not_differentiable_correctly(x64):
+    stopped_cube = define_op(_cube, _cube_fwd, _cube_stopped_bwd)
+    x = jnp.array([0.5, -1.0, 2.0])
+    check_gradients(stopped_cube, x).assert_ok()
+    report = check_gradients(stopped_cube, x, order=2)
+    assert "second derivative" in str(report)
+    with pytest.raises(AssertionError, match="(?s)vs reference at .*vs finite differences at"):
+        report.assert_ok()
+    right_cube = define_op(_cube, _cube_fwd, lambda x, dy: (dy * 3 * x**2,))
+    check_gradients(right_cube, x, order=2).assert_ok()
+
+
+def test_check_gradients_refuses_other_orders(x64):
+    with pytest.raises(ValueError, match="order must be 1 or 2, got 3"):
+        check_gradients(ops.tanh, jnp.ones(2), order=3)
+
+
+# ------------------------------------------------------------------ fully manual
+
+
+def test_float_math_downstream_of_an_integer_result_is_not_a_derivative():
+    x = jnp.arange(6.0).reshape(2, 3)
+    assert find_non_manual(lambda x: ops.mse(x, jnp.argmax(x, 1, keepdims=True) * jnp.ones((1, 3))), x) == []
+    assert find_non_manual(lambda x, n: ops.mse(ops.tanh(x), n * jnp.ones((2, 3))), x, jnp.array(2)) == []
+
+
+def test_custom_jvp_rules_count_as_hand_written():
+    assert find_non_manual(lambda x: _wrong_jvp_sin(ops.tanh(x)), jnp.ones(3)) == []
+    assert [f.primitive for f in find_non_manual(lambda x: _wrong_jvp_sin(jnp.exp(x)), jnp.ones(3))] == ["exp"]
+
+
+# ------------------------------------------------------------------------ the CLI
+
+
+@pytest.mark.parametrize("shapes", ["0", "-3"])
+def test_gradcheck_ops_refuses_no_shapes_in_one_line(shapes, capsys):
+    from jaxbp import cli
+
+    assert cli.main(["gradcheck-ops", "--shapes", shapes]) != 0
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1, captured
+    assert f"--shapes must be at least 1, got {shapes}" in lines[0]

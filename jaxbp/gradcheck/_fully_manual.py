@@ -1,16 +1,12 @@
-"""Reading a function's jaxpr: which derivatives are hand-written, and the reference twin.
+"""Is a function fully manual? A walk of its forward jaxpr.
 
-Two tools, both walking the forward jaxpr (recursing into ``jit``, ``jax.checkpoint``,
-``scan``, ``cond`` and ``while`` bodies):
-
-* :func:`find_non_manual` / :func:`assert_fully_manual` report every differentiable
-  primitive that lies on a path from the differentiated arguments to the output but
-  is *not* inside a ``custom_vjp`` -- i.e. whose derivative autodiff would write
-  rather than a hand-written rule.
-* :func:`strip_custom_vjps` returns the same function with every ``custom_vjp``
-  replaced by its primal body. jaxbp ops use their :mod:`jaxbp.reference` twin as
-  that body, so ``jax.grad`` of the stripped function is ``jax.grad`` through the
-  reference math: the ground truth a network's manual gradient is checked against.
+:func:`find_non_manual` / :func:`assert_fully_manual` report every differentiable
+primitive that lies on a path from the differentiated arguments to the output but is
+*not* inside a ``custom_vjp`` or ``custom_jvp`` -- i.e. whose derivative autodiff would
+write rather than a hand-written rule. The walk recurses into ``jit``,
+``jax.checkpoint``, ``scan``, ``cond`` and ``while`` bodies. Derivatives flow along
+floating-point values only: an integer or boolean result (``argmax``, a comparison)
+carries none, so float math computed from it is not on a differentiated path.
 """
 
 from __future__ import annotations
@@ -22,9 +18,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.extend import source_info_util  # the public module (jax.extend); checked with JAX 0.10.2
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
+from jax.extend.core import Jaxpr, Literal
 
-_CUSTOM_VJP = "custom_vjp_call"
+from jaxbp.gradcheck._reference import CUSTOM_RULES, sub_jaxpr
+
 # Primitives whose outputs carry no derivative even for float inputs.
 _ZERO_DERIVATIVE = {"stop_gradient", "sign", "floor", "ceil", "round", "is_finite", "random_bits", "random_wrap"}
 
@@ -34,79 +31,12 @@ def _is_float(var: Any) -> bool:
     return dtype is not None and jnp.issubdtype(dtype, jnp.inexact)
 
 
-def _sub_jaxpr(value: Any) -> tuple[Jaxpr, list] | None:
-    if isinstance(value, ClosedJaxpr):
-        return value.jaxpr, list(value.consts)
-    if isinstance(value, Jaxpr):
-        return value, []
-    return None
-
-
-# ------------------------------------------------------------- strip_custom_vjps
-
-
-def _eval_stripped(jaxpr: Jaxpr, consts: Sequence, *args: Any) -> list:
-    """Evaluate ``jaxpr`` with every custom_vjp_call replaced by its primal body."""
-    env: dict = {}
-
-    def read(v):
-        return v.val if isinstance(v, Literal) else env[v]
-
-    env.update(zip(jaxpr.constvars, consts))
-    env.update(zip(jaxpr.invars, args))
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        name = eqn.primitive.name
-        inline = _sub_jaxpr(eqn.params.get("call_jaxpr" if name == _CUSTOM_VJP else "jaxpr"))
-        if inline is not None and (
-            name == _CUSTOM_VJP or name in ("jit", "pjit", "closed_call", "checkpoint", "remat")
-        ):
-            body, body_consts = inline
-            outs = _eval_stripped(body, body_consts, *invals)
-        else:
-            params = {key: _strip_param(value) for key, value in eqn.params.items()}
-            outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
-            if not eqn.primitive.multiple_results:
-                outs = [outs]
-        env.update(zip(eqn.outvars, outs))
-    return [read(v) for v in jaxpr.outvars]
-
-
-def _strip_param(value: Any) -> Any:
-    """Rewrite closed sub-jaxprs (scan/cond/while bodies) without custom VJPs."""
-    if isinstance(value, ClosedJaxpr):
-        avals = [
-            jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type) for v in value.jaxpr.invars
-        ]
-        return jax.make_jaxpr(lambda *a: _eval_stripped(value.jaxpr, value.consts, *a))(*avals)
-    if isinstance(value, tuple) and value and all(isinstance(v, ClosedJaxpr) for v in value):
-        return tuple(_strip_param(v) for v in value)
-    return value
-
-
-def strip_custom_vjps(f: Callable) -> Callable:
-    """Return ``f`` with every ``custom_vjp`` replaced by its primal (reference) math.
-
-    The result computes the same values; ``jax.grad`` of it differentiates the
-    reference functions with JAX's own rules. Positional arguments only.
-    """
-
-    def stripped(*args):
-        closed, out_shape = jax.make_jaxpr(f, return_shape=True)(*args)
-        flat_args = jax.tree_util.tree_leaves(args)
-        outs = _eval_stripped(closed.jaxpr, closed.consts, *flat_args)
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), outs)
-
-    stripped.__name__ = f"reference_{getattr(f, '__name__', 'function')}"
-    return stripped
-
-
 # ------------------------------------------------------------- find_non_manual
 
 
 @dataclasses.dataclass(frozen=True)
 class NonManualPrimitive:
-    """A differentiable primitive outside every custom VJP."""
+    """A differentiable primitive outside every custom rule."""
 
     primitive: str
     where: str  # "file:line (function)" of the user code that emitted it
@@ -122,7 +52,7 @@ def _walk(jaxpr: Jaxpr, tainted_in: Sequence[bool], context: str, found: list) -
 
     Returns the taint of each output.
     """
-    tainted: set = {v for v, t in zip(jaxpr.invars, tainted_in) if t}
+    tainted: set = {v for v, t in zip(jaxpr.invars, tainted_in) if t and _is_float(v)}
     needed = _float_ancestors_of_outputs(jaxpr)
 
     def is_tainted(v):
@@ -141,7 +71,7 @@ def _walk(jaxpr: Jaxpr, tainted_in: Sequence[bool], context: str, found: list) -
             float_out = any(_is_float(v) and v in needed for v in eqn.outvars)
             if differentiable and float_in and float_out:
                 found.append(NonManualPrimitive(name, source_info_util.summarize(eqn.source_info), context))
-        tainted.update(v for v, t in zip(eqn.outvars, outs) if t)
+        tainted.update(v for v, t in zip(eqn.outvars, outs) if t and _is_float(v))
     return [is_tainted(v) for v in jaxpr.outvars]
 
 
@@ -159,12 +89,12 @@ def _float_ancestors_of_outputs(jaxpr: Jaxpr) -> set:
 
 
 def _walk_eqn(eqn, ins: list[bool], context: str, found: list) -> list[bool] | None:
-    """The taint of a container eqn's outputs (custom VJP, scan, while, cond, jit,
+    """The taint of a container eqn's outputs (custom rule, scan, while, cond, jit,
     checkpoint), recursing into its body; ``None`` for a plain primitive."""
     name, params = eqn.primitive.name, eqn.params
     n_out = len(eqn.outvars)
     where = f"{context} > {name}" if context else name
-    if name == _CUSTOM_VJP:
+    if name in CUSTOM_RULES:
         return [True] * n_out
     if name == "scan":
         body, n_consts, n_carry = params["jaxpr"].jaxpr, params["num_consts"], params["num_carry"]
@@ -188,14 +118,14 @@ def _walk_eqn(eqn, ins: list[bool], context: str, found: list) -> list[bool] | N
     if name == "cond":
         branch_outs = [_walk(b.jaxpr, ins[1:], where, found) for b in params["branches"]]
         return [any(ts) for ts in zip(*branch_outs)]
-    sub = _sub_jaxpr(params.get("jaxpr"))
+    sub = sub_jaxpr(params.get("jaxpr"))
     if sub is not None and len(sub[0].invars) == len(ins):  # jit, checkpoint, closed_call
         return _walk(sub[0], ins, where, found)
     return None
 
 
 def find_non_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | None = None) -> list[NonManualPrimitive]:
-    """List the differentiable primitives of ``f(*args)`` that are outside a custom VJP.
+    """List the differentiable primitives of ``f(*args)`` that are outside a custom rule.
 
     Only primitives on a path from the arguments in ``argnums`` (default: all) with
     a floating-point input and output are reported.
@@ -211,7 +141,7 @@ def find_non_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | None
 
 
 def assert_fully_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | None = None) -> None:
-    """Raise ``AssertionError`` naming each differentiable primitive outside a custom VJP.
+    """Raise ``AssertionError`` naming each differentiable primitive outside a custom rule.
 
     Passes when every derivative ``jax.grad(f)`` would take comes from a
     hand-written rule.
@@ -221,6 +151,6 @@ def assert_fully_manual(f: Callable, *args: Any, argnums: int | Sequence[int] | 
         name = getattr(f, "__name__", "function")
         lines = "\n".join(f"  - {item}" for item in found)
         raise AssertionError(
-            f"{name} is not fully manual: {len(found)} differentiable primitive(s) outside a custom VJP:\n{lines}\n"
+            f"{name} is not fully manual: {len(found)} differentiable primitive(s) outside a custom rule:\n{lines}\n"
             "Use the jaxbp.ops equivalent (or define_op a new op) instead of raw jax.numpy math."
         )

@@ -1,15 +1,19 @@
-"""Gradient checking: a function's hand-written VJP vs ``jax.grad`` and finite differences.
+"""Gradient checking: a function's hand-written derivatives vs ``jax.grad`` and finite differences.
 
 :func:`check_gradients` draws a random cotangent ``v`` for the output of ``f`` and
 compares three vector-Jacobian products, per pytree leaf of every argument:
 
-* ``manual``: ``jax.vjp(f)`` -- the hand-written backward rules;
-* ``reference``: ``jax.vjp`` of ``f`` with every custom VJP stripped (autodiff
-  through the :mod:`jaxbp.reference` math), or of a reference you pass;
+* ``manual``: ``jax.vjp(f)`` -- the hand-written rules (``custom_vjp`` or ``custom_jvp``);
+* ``reference``: ``jax.vjp`` of ``f`` with every custom rule stripped (autodiff through
+  the primal math, for jaxbp ops the :mod:`jaxbp.reference` functions), or of a
+  reference you pass. When ``f`` has no rule to strip and no reference is given, or
+  autodiff of the reference fails (an opaque primitive), the report says so and
+  compares with finite differences alone;
 * ``numerical``: central differences of the scalar ``<v, f(args)>`` in float64.
 
-Each comparison is the relative error ``|a - b| / max(|a| + |b|, tiny)`` (2-norms
-over the leaf). Rules of thumb in float64: < 1e-7 excellent, > 1e-4 a bug.
+Each comparison is per element, ``|a - b| <= atol + rtol |b|`` (see
+:mod:`jaxbp.gradcheck._compare` for the defaults and why). ``order=2`` checks the
+second derivative the same way: ``f`` is replaced by ``args -> grad <c, f(args)>``.
 
 Everything runs in float64, which JAX disables by default: wrap the call in
 ``with jax.enable_x64(True):`` (float inputs are then promoted to float64).
@@ -22,7 +26,7 @@ forward-over-reverse ``jax.jvp(jax.grad(f), ...)``, which :func:`hvp` wraps.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,24 +35,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxbp.manual import assert_fully_manual, find_non_manual, strip_custom_vjps
-
-__all__ = [
-    "GradientReport",
-    "LeafComparison",
-    "assert_fully_manual",
-    "check_gradients",
-    "find_non_manual",
-    "hvp",
-    "numerical_gradient",
-    "relative_error",
-    "strip_custom_vjps",
-]
+from jaxbp.gradcheck._compare import GradientReport, LeafComparison, finite_difference_floor
+from jaxbp.gradcheck._reference import count_custom_rules, strip_custom_rules
 
 _TINY = 1e-300
 
 
-def _require_x64(caller: str) -> None:
+def require_x64(caller: str) -> None:
     if not jax.config.read("jax_enable_x64"):
         raise RuntimeError(
             f"{caller} needs float64, which JAX disables by default. "
@@ -56,13 +49,13 @@ def _require_x64(caller: str) -> None:
         )
 
 
-def _to_float64(tree: Any) -> Any:
+def to_float64(tree: Any) -> Any:
     return jax.tree_util.tree_map(
         lambda x: jnp.asarray(x, jnp.float64) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, tree
     )
 
 
-def _is_float_tree(tree: Any) -> bool:
+def is_float_tree(tree: Any) -> bool:
     leaves = jax.tree_util.tree_leaves(tree)
     return bool(leaves) and all(jnp.issubdtype(jnp.result_type(x), jnp.floating) for x in leaves)
 
@@ -98,10 +91,10 @@ def numerical_gradient(
     ``chunk_size`` at a time with ``vmap`` (the last chunk padded), so the whole
     gradient costs one compilation.
     """
-    _require_x64("numerical_gradient")
+    require_x64("numerical_gradient")
     if eps <= 0:
         raise ValueError(f"numerical_gradient: eps must be positive, got {eps}")
-    args = _to_float64(args)
+    args = to_float64(args)
     positions = _as_tuple(argnums)
     flat, unravel = ravel_pytree(tuple(args[p] for p in positions))
     size = flat.size
@@ -152,72 +145,26 @@ def _require_reverse_mode(modes: Sequence[str]) -> None:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class LeafComparison:
-    """One row of a :class:`GradientReport`: one leaf of one differentiated argument."""
-
-    argument: int
-    path: str
-    shape: tuple[int, ...]
-    manual_norm: float
-    vs_reference: float
-    vs_numerical: float | None
+def random_like(tree: Any, seed: int) -> Any:
+    """Standard-normal arrays shaped like the (float) leaves of ``tree`` (a cotangent)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype), tree)
 
 
-@dataclasses.dataclass(frozen=True)
-class GradientReport:
-    """The result of :func:`check_gradients`; ``print`` it for a table."""
+def projected_gradient(fun: Callable, args: tuple, positions: tuple[int, ...], seed: int) -> Callable:
+    """``(*args) -> grad_{args[positions]} <c, fun(*args)>`` with a fixed random cotangent ``c``:
+    the function whose derivative is ``fun``'s second derivative along ``c``."""
+    cotangent = random_like(jax.eval_shape(fun, *args), seed)
 
-    name: str
-    rows: tuple[LeafComparison, ...]
-    forward_error: float  # relative error of f's output vs the reference output
+    def projected(*args):
+        leaves = zip(jax.tree_util.tree_leaves(cotangent), jax.tree_util.tree_leaves(fun(*args)))
+        return sum(jnp.vdot(c, y) for c, y in leaves)
 
-    @property
-    def worst_vs_reference(self) -> float:
-        return max((r.vs_reference for r in self.rows), default=0.0)
+    def gradient(*args):
+        return jax.grad(projected, argnums=positions)(*args)
 
-    @property
-    def worst_vs_numerical(self) -> float:
-        return max((r.vs_numerical for r in self.rows if r.vs_numerical is not None), default=0.0)
-
-    def failures(self, reference_tol: float = 1e-9, numerical_tol: float = 1e-6) -> list[str]:
-        """Descriptions of every comparison above its threshold."""
-        problems = []
-        if self.forward_error > reference_tol:
-            problems.append(f"forward output differs from the reference: {self.forward_error:.2e}")
-        for r in self.rows:
-            label = f"argument {r.argument}{r.path} {r.shape}"
-            if r.vs_reference > reference_tol:
-                problems.append(f"{label}: vs jax.grad(reference) {r.vs_reference:.2e} > {reference_tol:.0e}")
-            if r.vs_numerical is not None and r.vs_numerical > numerical_tol:
-                problems.append(f"{label}: vs finite differences {r.vs_numerical:.2e} > {numerical_tol:.0e}")
-        return problems
-
-    def assert_ok(self, reference_tol: float = 1e-9, numerical_tol: float = 1e-6) -> GradientReport:
-        """Raise ``AssertionError`` listing every leaf above a threshold; return self."""
-        problems = self.failures(reference_tol, numerical_tol)
-        if problems:
-            raise AssertionError(f"gradient check of {self.name} failed:\n  " + "\n  ".join(problems) + f"\n{self}")
-        return self
-
-    def __str__(self) -> str:
-        header = ("arg", "leaf", "shape", "|manual|", "vs jax.grad(ref)", "vs finite diff")
-        body = [
-            (
-                str(r.argument),
-                r.path or "-",
-                str(r.shape),
-                f"{r.manual_norm:.3e}",
-                f"{r.vs_reference:.2e}",
-                "skipped" if r.vs_numerical is None else f"{r.vs_numerical:.2e}",
-            )
-            for r in self.rows
-        ]
-        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-        lines = [f"gradient check: {self.name} (float64; forward vs reference {self.forward_error:.2e})"]
-        for row in [header, *body]:
-            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
-        return "\n".join(lines)
+    gradient.__name__ = f"grad_{getattr(fun, '__name__', 'function')}"
+    return gradient
 
 
 def check_gradients(
@@ -229,6 +176,8 @@ def check_gradients(
     eps: float = 1e-6,
     seed: int = 0,
     modes: Sequence[str] = ("rev",),
+    order: int = 1,
+    kwargs: dict[str, Any] | None = None,
 ) -> GradientReport:
     """Compare ``f``'s VJP with ``jax.grad`` through the reference and with finite differences.
 
@@ -236,26 +185,50 @@ def check_gradients(
       f: a function of positional arguments returning an array or pytree of arrays.
       *args: its arguments (pytrees); float leaves are promoted to float64.
       argnums: which arguments to differentiate; default: every argument whose
-        leaves are all floating point (integer labels are left alone).
-      reference: the ground-truth function; default ``strip_custom_vjps(f)``.
+        leaves are all floating point (integer labels, boolean masks are left alone).
+      reference: the ground-truth function; default: ``f`` with its ``custom_vjp`` and
+        ``custom_jvp`` rules stripped (:func:`strip_custom_rules`).
       numerical: also compare with central differences (one pair of forward
         passes per input element; turn off for large inputs).
       eps: the finite-difference step.
-      seed: seeds the random (standard normal) output cotangent.
+      seed: seeds the random (standard normal) output cotangent(s).
       modes: ``("rev",)``, the only mode custom VJPs have (as in
         ``jax.test_util.check_grads``); asking for ``"fwd"`` is an error that says
         what to use instead.
+      order: 1 checks the gradient; 2 the second derivative, as the gradient of
+        ``args -> grad <c, f(args)>`` (autodiff through the backward rules).
+      kwargs: keyword arguments of ``f`` (and the reference), held fixed.
     Returns:
-      a :class:`GradientReport`; call ``.assert_ok()`` to enforce thresholds.
+      a :class:`GradientReport`; call ``.assert_ok()`` to enforce the tolerances.
     """
     _require_reverse_mode((modes,) if isinstance(modes, str) else tuple(modes))
-    _require_x64("check_gradients")
-    args = _to_float64(args)
-    positions = tuple(i for i, a in enumerate(args) if _is_float_tree(a)) if argnums is None else _as_tuple(argnums)
+    require_x64("check_gradients")
+    if order not in (1, 2):
+        raise ValueError(f"check_gradients: order must be 1 or 2, got {order!r}")
+    args = to_float64(args)
+    kwargs = kwargs or {}
+    positions = tuple(i for i, a in enumerate(args) if is_float_tree(a)) if argnums is None else _as_tuple(argnums)
     if not positions:
         raise ValueError("check_gradients: no floating-point argument to differentiate")
-    reference = strip_custom_vjps(f) if reference is None else reference
+    function: Callable[..., Any] = functools.partial(f, **kwargs)
+    no_reference = None
+    if reference is not None:
+        reference = functools.partial(reference, **kwargs)
+    elif count_custom_rules(f, *args, **kwargs):
+        reference = strip_custom_rules(function)
+    else:
+        no_reference = (
+            "f has no custom_vjp or custom_jvp rule to strip, so its reference would be f itself; "
+            "pass reference= to compare with other math"
+        )
+    if order == 2:
+        function = projected_gradient(function, args, positions, seed + 1)
+        reference = None if reference is None else projected_gradient(reference, args, positions, seed + 1)
+    name = getattr(f, "__name__", "function")
+    return _compare(name, order, function, reference, args, positions, numerical, eps, seed, no_reference)
 
+
+def _compare(name, order, f, reference, args, positions, numerical, eps, seed, no_reference) -> GradientReport:
     def restricted(fun):
         def of_selected(*selected):
             full = list(args)
@@ -266,46 +239,64 @@ def check_gradients(
         return of_selected
 
     selected = tuple(args[i] for i in positions)
-    out_leaves, out_tree = jax.tree_util.tree_flatten(jax.eval_shape(restricted(f), *selected))
-    rng = np.random.default_rng(seed)
-    cotangent = jax.tree_util.tree_unflatten(
-        out_tree, [rng.standard_normal(x.shape).astype(x.dtype) for x in out_leaves]
-    )
+    cotangent = random_like(jax.eval_shape(restricted(f), *selected), seed)
+
+    @jax.jit
+    def manual_vjp(selected, cotangent):
+        output, vjp = jax.vjp(restricted(f), *selected)
+        return output, vjp(cotangent)
 
     @jax.jit  # one compilation instead of one per primitive: these checks run thousands of times in tests
-    def vjps(selected, cotangent):
-        output, manual_vjp = jax.vjp(restricted(f), *selected)
+    def both_vjps(selected, cotangent):
+        output, manual = manual_vjp(selected, cotangent)
         reference_output, reference_vjp = jax.vjp(restricted(reference), *selected)
-        return output, reference_output, manual_vjp(cotangent), reference_vjp(cotangent)
+        return output, manual, reference_output, reference_vjp(cotangent)
 
-    output, reference_output, manual, expected = vjps(selected, cotangent)
+    reference_output = expected = None
+    if reference is None:
+        output, manual = manual_vjp(selected, cotangent)
+    else:
+        try:
+            output, manual, reference_output, expected = both_vjps(selected, cotangent)
+        except Exception as error:  # noqa: BLE001 - the manual VJP alone tells whether it was the reference
+            output, manual = manual_vjp(selected, cotangent)
+            first_line = str(error).strip().split("\n")[0]
+            no_reference = f"autodiff of the reference failed ({type(error).__name__}: {first_line})"
+    finite, floor = None, 0.0
     if numerical:
 
         def projected(*selected_args):
-            value = restricted(f)(*selected_args)
-            return sum(
-                jnp.vdot(c, v) for c, v in zip(jax.tree_util.tree_leaves(cotangent), jax.tree_util.tree_leaves(value))
-            )
+            leaves = zip(jax.tree_util.tree_leaves(cotangent), jax.tree_util.tree_leaves(restricted(f)(*selected_args)))
+            return sum(jnp.vdot(c, v) for c, v in leaves)
 
         finite = numerical_gradient(projected, *selected, argnums=tuple(range(len(selected))), eps=eps)
+        magnitude = sum(
+            float(np.sum(np.abs(np.asarray(c) * np.asarray(y))))
+            for c, y in zip(jax.tree_util.tree_leaves(cotangent), jax.tree_util.tree_leaves(output))
+        )
+        floor = finite_difference_floor(magnitude, eps)
     rows = []
     for index, position in enumerate(positions):
         leaves = jax.tree_util.tree_flatten_with_path(manual[index])[0]
-        reference_leaves = jax.tree_util.tree_leaves(expected[index])
-        finite_leaves = jax.tree_util.tree_leaves(finite[index]) if numerical else [None] * len(leaves)
+        reference_leaves = jax.tree_util.tree_leaves(expected[index]) if expected is not None else [None] * len(leaves)
+        finite_leaves = jax.tree_util.tree_leaves(finite[index]) if finite is not None else [None] * len(leaves)
         for (path, got), want, approx in zip(leaves, reference_leaves, finite_leaves):
             rows.append(
                 LeafComparison(
                     argument=position,
                     path=jax.tree_util.keystr(path),
-                    shape=tuple(jnp.shape(got)),
-                    manual_norm=float(np.linalg.norm(np.asarray(got, np.float64))),
-                    vs_reference=relative_error(got, want),
-                    vs_numerical=None if approx is None else relative_error(got, approx),
+                    manual=np.asarray(got, np.float64),
+                    reference=None if want is None else np.asarray(want, np.float64),
+                    numerical=None if approx is None else np.asarray(approx, np.float64),
+                    numerical_floor=floor,
                 )
             )
+    flat = lambda tree: np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree_util.tree_leaves(tree)])
     return GradientReport(
-        name=getattr(f, "__name__", "function"),
+        name=name,
+        order=order,
         rows=tuple(rows),
-        forward_error=relative_error(output, reference_output),
+        output=None if expected is None else flat(output),
+        reference_output=None if expected is None else flat(reference_output),
+        no_reference=no_reference,
     )
