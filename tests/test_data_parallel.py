@@ -211,12 +211,12 @@ OP_FAMILIES = {
     "losses": ("mse", "binary_cross_entropy_with_logits", "softmax_cross_entropy_int", "softmax_cross_entropy_float"),
     "normalization": ("batch_norm", "batch_norm_eval", "layer_norm"),
     "dropout": ("dropout",),
-    "structural": ("add", "flatten"),
+    "structural": ("add", "flatten", "reshape", "concatenate", "reverse_sequences"),
     "conv": ("conv2d_strided_grouped", "conv_transpose2d", "conv2d", "conv1d"),
     "pooling": ("max_pool2d_overlapping", "avg_pool2d_exclusive", "max_pool2d", "avg_pool2d", "global_avg_pool"),
     "recurrent": ("rnn", "lstm_lengths", "gru", "lstm"),
     "embedding": ("embedding",),
-    "attention": ("attention", "attention_causal", "attention_causal_grouped"),  # JAXBP_SLOW_TESTS=1 only
+    "attention": ("attention", "attention_causal", "attention_causal_grouped", "attention_masked"),  # JAXBP_SLOW_TESTS=1 only
 }
 
 # The blocked attention's lax.scan starts from unvarying zeros while its body is device-varying
@@ -228,7 +228,7 @@ OPS_SCRIPT = """
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import NamedSharding, PartitionSpec as P
     from jaxbp import ops
-    from jaxbp.op_cases import CASES
+    from jaxbp.gradcheck.catalog import CASES
     from jaxbp.train import data_parallel
 
     B, N = 8, 4
@@ -337,7 +337,7 @@ SLOW_ONLY = set(OP_FAMILIES["attention"]) | {"conv2d", "conv1d", "max_pool2d", "
 
 
 def family_cases(family: str) -> list[str]:
-    from jaxbp.op_cases import CASES
+    from jaxbp.gradcheck.catalog import CASES
 
     listed = {name for names in OP_FAMILIES.values() for name in names}
     names = OP_FAMILIES.get(family, sorted(set(CASES) - listed))

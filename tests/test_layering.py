@@ -32,8 +32,6 @@ LIBRARY_ROOT = {
     "__init__", "core", "validation", "init", "precision", "progress", "cli", "gradcheck",
     "reference", "ops", "nn", "models", "diagnostics", "train", "data", "checkpoint", "theory",
     "studies", "tutorial",
-    # issue 27 folds these two into the jaxbp/gradcheck/ package; drop them here when it lands
-    "manual", "op_cases",
 }  # fmt: skip
 
 
