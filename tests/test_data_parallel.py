@@ -216,7 +216,12 @@ OP_FAMILIES = {
     "pooling": ("max_pool2d_overlapping", "avg_pool2d_exclusive", "max_pool2d", "avg_pool2d", "global_avg_pool"),
     "recurrent": ("rnn", "lstm_lengths", "gru", "lstm"),
     "embedding": ("embedding",),
-    "attention": ("attention", "attention_causal", "attention_causal_grouped", "attention_masked"),  # JAXBP_SLOW_TESTS=1 only
+    "attention": (
+        "attention",
+        "attention_causal",
+        "attention_causal_grouped",
+        "attention_masked",
+    ),  # JAXBP_SLOW_TESTS=1 only
 }
 
 # The blocked attention's lax.scan starts from unvarying zeros while its body is device-varying

@@ -39,7 +39,9 @@ COMMANDS: dict[str, Subcommand] = {
     "train": Subcommand("train a registered model on a bundled data set", "jaxbp.cli._train"),
     "evaluate": Subcommand("loss and accuracy of a saved checkpoint on a data set", "jaxbp.cli._evaluate"),
     "demo": Subcommand("the tutorial documents' worked examples, printed step by step", "jaxbp.tutorial.demo"),
-    "gradcheck-ops": Subcommand("gradient-check every op against jax.grad and finite differences", "jaxbp.gradcheck.catalog"),
+    "gradcheck-ops": Subcommand(
+        "gradient-check every op against jax.grad and finite differences", "jaxbp.gradcheck.catalog"
+    ),
     "vanishing": Subcommand("the vanishing/exploding-gradient study", "jaxbp.studies.vanishing"),
 }
 
