@@ -42,11 +42,16 @@ def length_poison(lengths: Array, time: int, dtype: jnp.dtype) -> Array:
 
 def project_inputs(x: Array, w_ih: Array, b: Array, dtype: jnp.dtype, lengths: Array | None) -> Array:
     """All steps' input projections at once, time-major: ``(B, T, F) -> (T, B, G)``, ``x_t W_ih + b``;
-    NaN for a sequence whose length is outside ``[0, T]``."""
+    0 past a sequence's end and NaN for a sequence whose length is outside ``[0, T]``.
+
+    The zeros keep a NaN or inf in padding out of the discarded step's arithmetic: autodiff
+    of ``where(valid, cell(...), h)`` multiplies the unselected branch's derivative by 0,
+    which is NaN if that branch saw a NaN."""
     projected = jnp.einsum("btf,fg->tbg", x.astype(dtype), w_ih.astype(dtype)) + b.astype(dtype)
     if lengths is None:
         return projected
-    return projected * length_poison(lengths, x.shape[1], dtype)[:, None]
+    valid = step_mask(lengths, x.shape[0], x.shape[1])
+    return jnp.where(valid, projected, 0) * length_poison(lengths, x.shape[1], dtype)[:, None]
 
 
 def step_mask(lengths: Array | None, batch: int, time: int) -> Array | None:
