@@ -195,7 +195,7 @@ SPECS: dict[str, OpSpec] = {
     ),
     "batch_norm": OpSpec(
         ops.batch_norm,
-        lambda params, x: reference.batch_norm(params, x),
+        lambda params, x, eps=1e-5: reference.batch_norm(params, x, eps),
         ("params", "x"),
         (),
         lambda: {"params": {"gamma": _normal(1, 3), "beta": _normal(2, 3)}, "x": _normal(3, 4, 3)},
