@@ -50,15 +50,18 @@ def project_inputs(x: Array, w_ih: Array, b: Array, dtype: jnp.dtype, lengths: A
     projected = jnp.einsum("btf,fg->tbg", x.astype(dtype), w_ih.astype(dtype)) + b.astype(dtype)
     if lengths is None:
         return projected
-    valid = step_mask(lengths, x.shape[0], x.shape[1])
-    return jnp.where(valid, projected, 0) * length_poison(lengths, x.shape[1], dtype)[:, None]
+    return (
+        jnp.where(_valid_steps(lengths, x.shape[1]), projected, 0) * length_poison(lengths, x.shape[1], dtype)[:, None]
+    )
 
 
 def step_mask(lengths: Array | None, batch: int, time: int) -> Array | None:
     """``(T, B, 1)`` booleans, True where step ``t`` is inside sequence ``b`` (``t < lengths[b]``),
     and at every step of a sequence with a negative length (so its NaN reaches the outputs)."""
-    if lengths is None:
-        return None
+    return None if lengths is None else _valid_steps(lengths, time)
+
+
+def _valid_steps(lengths: Array, time: int) -> Array:
     return ((jnp.arange(time)[:, None] < lengths[None, :]) | (lengths[None, :] < 0))[..., None]
 
 
