@@ -76,7 +76,11 @@ def require_windows_fit(
     padding: Pairs,
     what: str,
 ) -> None:
-    """Raise unless every spatial axis gives at least one output."""
+    """Raise unless every spatial axis gives at least one output.
+
+    Plain jnp would return an empty output here; the ops refuse it instead, because a window
+    larger than its (padded) input is a misconfigured layer whose empty result would only
+    surface later, far from its cause."""
     for axis, (n, k, s, d, pad) in enumerate(zip(x_shape[1:-1], window, stride, dilation, padding)):
         if output_size(n, k, s, d, pad) < 1:
             raise ValueError(

@@ -15,25 +15,21 @@ visited, which skips close to half the work. Peak memory is O(B·H·Tq·block_si
 residuals are ``q, k, v, Y, L`` (plus the caller's mask) -- the reference's autodiff would
 save ``P`` itself.
 
-The primal (what runs when nothing is differentiated) is :func:`jaxbp.reference.attention`
-itself, the whole score matrix at once; the tiled forward above is the forward rule, which
-runs only under differentiation, so stripping the rule gives exactly autodiff of the reference.
+The primal (run when nothing is differentiated) is :func:`jaxbp.reference.attention`, the whole
+score matrix; the tiled forward is only the forward rule: stripping it gives autodiff of the reference.
 
-Fully masked rows (no allowed key) output zeros and get zero gradient; their
-logsumexp is -inf. NaN follows the reference's rules (a row with a NaN score or a NaN
-sum has a NaN logsumexp; a masked entry has P = 0 and dS = 0 whatever its row holds), so
-the hand-written gradient is NaN exactly where autodiff of the reference is. One
-exception, the price of skipping tiles: with ``causal``, a NaN in ``q``, ``k`` or ``v``
-also reaches, through ``0 * NaN``, the masked entries of the reference's full matrices
-(``P V``, ``dSᵀ Q``, ``dS K``) that lie in a tile the tiled passes never visit, so there the
-reference's output or gradient is NaN where the tiled one is not. And one the other way, the
-price of D = rowsum(dY ∘ Y) (which saves a pass over the tiles): a NaN or inf in ``v`` at a
-masked key makes the outputs NaN (``0 * NaN``, in both), hence D and the ``dQ``/``dK`` of
-those rows; autodiff, which never forms D, keeps them finite. The extra NaN lie only in
-gradients of rows whose output is already NaN, so no NaN is hidden and no finite loss
-gets a NaN gradient. Scores near 1e30 are beyond parity: XLA's compiled ``exp`` turns some
-into NaN, and autodiff of the reference itself then differs between eager and ``jit``. Grouped-query attention: ``k, v`` may have ``Hk`` heads with
-``Hk`` dividing ``H``; query head ``h`` uses key/value head ``h // (H / Hk)``.
+Fully masked rows output zeros, get zero gradient and have logsumexp -inf. NaN follows
+the reference (a row with a NaN score or sum has a NaN logsumexp; masked entries have
+P = dS = 0 whatever their row holds), so the gradient is NaN where autodiff of the
+reference's is, with two named exceptions. (1) Skipped tiles: with ``causal``, a NaN in
+``q``, ``k`` or ``v`` reaches the reference's masked entries by ``0 * NaN`` (in ``P V``,
+``dSᵀ Q``, ``dS K``); in tiles never visited the tiled result stays finite. (2) D = rowsum(dY ∘ Y)
+(which saves a pass): a NaN or inf in ``v`` at a masked key makes outputs NaN (``0 * NaN``, in
+both), hence D and those rows' ``dQ``/``dK``, which autodiff keeps finite: extra NaN only where
+the output is NaN already. Scores near 1e30 are beyond parity (XLA's compiled ``exp`` gives
+NaN; autodiff of the reference differs between eager and ``jit`` there itself).
+Grouped-query attention: ``k, v`` may have ``Hk`` heads, ``Hk`` dividing ``H``; query head ``h``
+uses key/value head ``h // (H / Hk)``.
 bf16/f16 inputs keep their dtype; scores, softmax statistics and sums are float32.
 Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on this op.
 """
@@ -275,10 +271,9 @@ def _attention_bwd(causal, scale, block_size, residuals, dy):
         dS_ij = P_ij ∘ (dP_ij - D_i)          (softmax backward)
         dQ_i += scale * dS_ij K_j,   dK_j += scale * dS_ijᵀ Q_i
     With grouped-query attention dK_j, dV_j sum over the G query heads sharing a key head.
-    Masked entries have P = 0 and dS = 0, set by a select rather than left to exp(-inf) = 0 and
-    0 * dP, which are NaN when the row's L or a masked key's v is NaN (autodiff of the reference
-    gives 0 there); skipped causal tiles are all masked; fully masked rows (L = -inf) give zeros.
-    The mask gets no cotangent.
+    Masked entries have P = dS = 0 by a select, not by exp(-inf) = 0 and 0 * dP, which are NaN in
+    a NaN row or at a NaN v (autodiff of the reference gives 0 there); skipped causal tiles are all
+    masked; fully masked rows (L = -inf) give zeros. The mask gets no cotangent.
     """
     q, k, v, y, logsumexp, mask = residuals
     grid = _tile_grid(q, k, causal, block_size)

@@ -305,6 +305,8 @@ def conv_transpose2d(
             f'{op}: output_padding must be 0 with padding="SAME" (the output is H * stride), got {output_padding!r}'
         )
     check_padding(op, padding, 2)
+    if 0 in x.shape[1:3]:  # plain jnp's backward fails to lower here (a zero-size window)
+        raise ValueError(f"{op}: x has an empty spatial axis, shape {tuple(x.shape)}")
     window = w.shape[:2]
     pads, out_pad = transpose_geometry(padding, x.shape[1:3], window, stride, dilation, out_pad)
     for axis, (m, k, s, d, (lo, hi), extra) in enumerate(zip(x.shape[1:3], window, stride, dilation, pads, out_pad)):

@@ -27,7 +27,7 @@ def _embedding_bwd(vocabulary_size, ids, dy):
     ``dL/dw[v] = sum over n with ids[n] = v of dy[n]`` (a scatter-add: repeated ids accumulate).
     Rows of invalid ids (whose output is NaN) add nothing.
     """
-    rows = jnp.where(valid_ids(ids, vocabulary_size)[..., None], dy, 0).reshape(-1, dy.shape[-1])
+    rows = jnp.where(valid_ids(ids, vocabulary_size)[..., None], dy, 0).reshape(ids.size, dy.shape[-1])
     dw = jnp.zeros((vocabulary_size, dy.shape[-1]), dy.dtype).at[ids.reshape(-1)].add(rows, mode="drop")
     return {"w": dw}, None
 

@@ -19,6 +19,8 @@ pass) rather than stored: storing it would cost a second full-size array, in flo
 even for bf16 inputs. Statistics are accumulated in float32 for bf16/f16 inputs.
 The variance is the biased one, ``1/N sum (x - mean)^2``, in both ops.
 Custom VJPs are reverse-mode only: ``jax.jvp``/``jax.jacfwd`` raise on these ops.
+Zero features is refused (plain jnp would return an empty ``y``): there is nothing to
+normalize, and the layer is misconfigured.
 """
 
 from __future__ import annotations

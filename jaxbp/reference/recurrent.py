@@ -42,18 +42,26 @@ def length_poison(lengths: Array, time: int, dtype: jnp.dtype) -> Array:
 
 def project_inputs(x: Array, w_ih: Array, b: Array, dtype: jnp.dtype, lengths: Array | None) -> Array:
     """All steps' input projections at once, time-major: ``(B, T, F) -> (T, B, G)``, ``x_t W_ih + b``;
-    NaN for a sequence whose length is outside ``[0, T]``."""
+    0 past a sequence's end and NaN for a sequence whose length is outside ``[0, T]``.
+
+    The zeros keep a NaN or inf in padding out of the discarded step's arithmetic: autodiff
+    of ``where(valid, cell(...), h)`` multiplies the unselected branch's derivative by 0,
+    which is NaN if that branch saw a NaN."""
     projected = jnp.einsum("btf,fg->tbg", x.astype(dtype), w_ih.astype(dtype)) + b.astype(dtype)
     if lengths is None:
         return projected
-    return projected * length_poison(lengths, x.shape[1], dtype)[:, None]
+    return (
+        jnp.where(_valid_steps(lengths, x.shape[1]), projected, 0) * length_poison(lengths, x.shape[1], dtype)[:, None]
+    )
 
 
 def step_mask(lengths: Array | None, batch: int, time: int) -> Array | None:
     """``(T, B, 1)`` booleans, True where step ``t`` is inside sequence ``b`` (``t < lengths[b]``),
     and at every step of a sequence with a negative length (so its NaN reaches the outputs)."""
-    if lengths is None:
-        return None
+    return None if lengths is None else _valid_steps(lengths, time)
+
+
+def _valid_steps(lengths: Array, time: int) -> Array:
     return ((jnp.arange(time)[:, None] < lengths[None, :]) | (lengths[None, :] < 0))[..., None]
 
 
