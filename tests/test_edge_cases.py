@@ -268,3 +268,45 @@ def test_edge_case_sweep_counts_each_outcome(monkeypatch, capsys):
     assert result["counts"]["rnn"]["refused"] == 4
     sweep.print_table(result)
     assert "refused, jnp empty" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------- NumPy integer hyper-parameters
+
+_NUMPY_INT_CALLS = {
+    "conv2d": lambda i: (
+        ops.conv2d,
+        ({"w": _normal(0, 3, 3, 2, 4), "b": _normal(1, 4)}, _normal(2, 2, 7, 7, 2)),
+        {"stride": i(2), "padding": ((i(1), i(0)), (i(0), i(1))), "dilation": (i(1), i(2))},
+    ),
+    "conv1d": lambda i: (
+        ops.conv1d,
+        ({"w": _normal(0, 3, 2, 4), "b": _normal(1, 4)}, _normal(2, 2, 9, 2)),
+        {"stride": i(2), "padding": i(1)},
+    ),
+    "max_pool2d": lambda i: (ops.max_pool2d, (_normal(3, 2, 6, 6, 3),), {"window": i(2), "stride": (i(2), i(1))}),
+    "avg_pool2d": lambda i: (ops.avg_pool2d, (_normal(3, 2, 6, 6, 3),), {"window": (i(3), i(2)), "stride": i(2)}),
+    "attention": lambda i: (
+        ops.attention,
+        (_normal(4, 2, 5, 2, 3), _normal(5, 2, 5, 2, 3), _normal(6, 2, 5, 2, 3)),
+        {"causal": True, "block_size": i(2)},
+    ),
+}
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("name", sorted(_NUMPY_INT_CALLS))
+def test_integral_numpy_scalars_are_accepted_as_static_ints(name, jit):
+    """``stride=np.int64(2)`` (and NumPy ints in windows, paddings, dilations, block sizes) give the
+    same output and gradient as Python ints, as plain JAX accepts them."""
+    op, args, numpy_kwargs = _NUMPY_INT_CALLS[name](np.int64)
+    _, _, python_kwargs = _NUMPY_INT_CALLS[name](int)
+    got = _values_and_grads(lambda *a: op(*a, **numpy_kwargs), *args, jit=jit)
+    want = _values_and_grads(lambda *a: op(*a, **python_kwargs), *args, jit=jit)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("value", [np.float64(2.0), True, np.bool_(True), 2.5])
+def test_non_integral_hyper_parameters_are_still_refused_by_name(value):
+    with pytest.raises(TypeError, match="conv2d: stride"):
+        ops.conv2d({"w": _normal(0, 3, 3, 2, 4), "b": _normal(1, 4)}, _normal(2, 2, 7, 7, 2), stride=value)

@@ -7,8 +7,11 @@ names the op and the value at fault.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from jaxbp.core import Array, require_rank
 from jaxbp.ops._inputs import float_input
@@ -16,42 +19,53 @@ from jaxbp.reference.conv import Pairs, output_size, padding_pairs
 from jaxbp.validation import positive_int
 
 
+def _as_int(value: Any) -> int | None:
+    """``value`` as a Python int when it is an integer scalar (NumPy ints included, bools not), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def spatial_ints(op: str, name: str, value: Any, num_spatial: int, minimum: int = 1) -> tuple[int, ...]:
     """An int or one int per spatial axis, each >= ``minimum``, as a tuple (stride, dilation, window)."""
-    values = (value,) * num_spatial if isinstance(value, int) and not isinstance(value, bool) else value
+    single = _as_int(value)
     try:
-        values = tuple(values)
+        values = (single,) * num_spatial if single is not None else tuple(_as_int(v) for v in value)
     except TypeError:
         raise TypeError(f"{op}: {name} must be an int or {num_spatial} ints, got {value!r}") from None
-    if len(values) != num_spatial or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if len(values) != num_spatial or any(v is None for v in values):
         raise TypeError(f"{op}: {name} must be an int or {num_spatial} ints, got {value!r}")
-    if any(v < minimum for v in values):
+    if any(v < minimum for v in values):  # type: ignore[operator]
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return values
+    return values  # type: ignore[return-value]
 
 
-def check_padding(op: str, padding: Any, num_spatial: int) -> None:
-    """Raise unless ``padding`` is "SAME", "VALID", an int >= 0 or one (lo, hi) pair per axis."""
+def check_padding(op: str, padding: Any, num_spatial: int) -> str | int | tuple[tuple[int, int], ...]:
+    """``padding`` as "SAME"/"VALID" (any case), an int >= 0 or one (lo, hi) pair of ints >= 0 per
+    axis, with NumPy integers turned into Python ints; anything else is refused naming ``op``."""
     if isinstance(padding, str):
         if padding.upper() not in ("SAME", "VALID"):
             raise ValueError(
                 f'{op}: padding must be "SAME", "VALID", an int or {num_spatial} (lo, hi) pairs, got {padding!r}'
             )
-    elif isinstance(padding, int) and not isinstance(padding, bool):
-        if padding < 0:
-            raise ValueError(f"{op}: padding must be >= 0, got {padding}")
-    else:
-        try:
-            pairs = [tuple(p) for p in padding]
-        except TypeError:
-            raise TypeError(
-                f"{op}: padding must be a string, an int or {num_spatial} (lo, hi) pairs, got {padding!r}"
-            ) from None
-        ok = len(pairs) == num_spatial and all(
-            len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in p) for p in pairs
-        )
-        if not ok:
-            raise ValueError(f"{op}: padding must be {num_spatial} (lo, hi) pairs of ints >= 0, got {padding!r}")
+        return padding
+    single = _as_int(padding)
+    if single is not None:
+        if single < 0:
+            raise ValueError(f"{op}: padding must be >= 0, got {single}")
+        return single
+    try:
+        pairs = tuple(tuple(_as_int(v) for v in p) for p in padding)
+    except TypeError:
+        raise TypeError(
+            f"{op}: padding must be a string, an int or {num_spatial} (lo, hi) pairs, got {padding!r}"
+        ) from None
+    if len(pairs) != num_spatial or not all(len(p) == 2 and all(v is not None and v >= 0 for v in p) for p in pairs):
+        raise ValueError(f"{op}: padding must be {num_spatial} (lo, hi) pairs of ints >= 0, got {padding!r}")
+    return pairs  # type: ignore[return-value]
 
 
 def explicit_padding(
@@ -63,8 +77,7 @@ def explicit_padding(
     dilation,
 ) -> Pairs:
     """Check ``padding`` (see :func:`check_padding`) and return it as explicit (lo, hi) pairs."""
-    check_padding(op, padding, len(in_spatial))
-    return padding_pairs(padding, in_spatial, window, stride, dilation)
+    return padding_pairs(check_padding(op, padding, len(in_spatial)), in_spatial, window, stride, dilation)
 
 
 def require_windows_fit(

@@ -48,6 +48,7 @@ from jaxbp import reference
 from jaxbp.core import Array, accumulation_dtype, define_op, require_rank, static_float
 from jaxbp.ops._inputs import array_input, float_input
 from jaxbp.reference.attention import causal_allowed, default_scale
+from jaxbp.validation import positive_int
 
 DEFAULT_BLOCK_SIZE = 128
 
@@ -389,8 +390,7 @@ def attention(
         raise ValueError(f"{op}: head_dim must be positive, got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if not isinstance(causal, bool):
         raise TypeError(f"{op}: causal must be a Python bool (static under jit), got {causal!r}")
-    if not isinstance(block_size, int) or isinstance(block_size, bool) or block_size <= 0:
-        raise ValueError(f"{op}: block_size must be a positive static int, got {block_size!r}")
+    block_size = positive_int(op, "block_size", block_size)
     scale = default_scale(q.shape[-1]) if scale is None else static_float(op, "scale", scale)
     if mask is not None:
         mask = _check_mask(op, mask, (q.shape[0], q.shape[2], q.shape[1], k.shape[1]))

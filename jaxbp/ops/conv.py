@@ -304,7 +304,7 @@ def conv_transpose2d(
         raise ValueError(
             f'{op}: output_padding must be 0 with padding="SAME" (the output is H * stride), got {output_padding!r}'
         )
-    check_padding(op, padding, 2)
+    padding = check_padding(op, padding, 2)
     if 0 in x.shape[1:3]:  # plain jnp's backward fails to lower here (a zero-size window)
         raise ValueError(f"{op}: x has an empty spatial axis, shape {tuple(x.shape)}")
     window = w.shape[:2]

@@ -211,7 +211,7 @@ def _checked_pool_args(op: str, x: Any, window: Any, stride: Any, padding: Any) 
         raise ValueError(f"{op}: x must have rank 4 (N, H, W, C), got shape {tuple(x.shape)}")
     window = spatial_ints(op, "window", window, 2)
     stride = window if stride is None else spatial_ints(op, "stride", stride, 2)
-    check_padding(op, padding, 2)
+    padding = check_padding(op, padding, 2)
     window, stride, pads = pool_geometry(x.shape, window, stride, padding)
     for (lo, hi), k in zip(pads, window):
         if lo >= k or hi >= k:
