@@ -16,9 +16,11 @@ from jaxbp.core import define_op
 from jaxbp.gradcheck import (
     assert_fully_manual,
     check_gradients,
+    count_custom_rules,
     find_non_manual,
     numerical_gradient,
     relative_error,
+    strip_custom_rules,
     strip_custom_vjps,
 )
 
@@ -367,3 +369,19 @@ def test_gradcheck_ops_refuses_no_shapes_in_one_line(shapes, capsys):
     lines = captured.err.strip().splitlines()
     assert captured.out == "" and len(lines) == 1, captured
     assert f"--shapes must be at least 1, got {shapes}" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "library_function",
+    [lambda x: jnp.logaddexp(x, 0.0), jax.nn.relu, jax.nn.softplus],
+    ids=["logaddexp", "relu", "softplus"],
+)
+def test_jax_s_own_custom_jvp_rules_stay_in_the_reference(library_function):
+    """JAX's own rules fix the reference's derivative at ties (logaddexp'(0) = 1/2, relu'(0) = 0):
+    stripping them would differentiate max/abs at the tie instead, so a correct hand-written
+    rule built on them would fail and a wrong one could pass."""
+    with jax.enable_x64(True):
+        x = jnp.array([0.0, 1.5, -2.0])
+        f = lambda x: jnp.sum(library_function(x))
+        np.testing.assert_array_equal(jax.grad(strip_custom_rules(f))(x), jax.grad(f)(x))
+        assert count_custom_rules(f, x) == 0  # nothing of the user's to strip

@@ -6,11 +6,17 @@
 body, so ``jax.grad`` of the stripped function is ``jax.grad`` through the reference math:
 the ground truth a network's manual gradient is checked against. :func:`count_custom_rules`
 says whether there was anything to strip (if not, the "reference" is the function itself).
+
+JAX's own ``custom_jvp`` rules (``jnp.logaddexp``, ``jax.nn.relu``, ``jax.nn.softplus``, ...)
+are kept: they are part of the reference math, fixing its derivative at ties and infinities
+(stripped, ``logaddexp(x, 0)`` would differentiate ``max`` and ``abs`` at 0 and give 0 where
+its rule gives 1/2). Only rules defined outside JAX are stripped.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +27,16 @@ from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 #: is the ``call_jaxpr`` parameter).
 CUSTOM_RULES = ("custom_vjp_call", "custom_jvp_call")
 _TRANSPARENT_CALLS = ("jit", "pjit", "closed_call", "checkpoint", "remat")
+_JAX_SOURCE = os.sep + os.path.join("jax", "_src") + os.sep
+
+
+def is_stripped_rule(eqn: Any) -> bool:
+    """True for a ``custom_vjp``/``custom_jvp`` call written outside JAX (jaxbp's ops, a user's rule)."""
+    if eqn.primitive.name not in CUSTOM_RULES:
+        return False
+    rule = eqn.params.get("jvp_jaxpr_fun") or eqn.params.get("jvp_jaxpr_thunk")
+    source = getattr(getattr(rule, "debug_info", None), "func_src_info", None) or ""
+    return _JAX_SOURCE not in source
 
 
 def sub_jaxpr(value: Any) -> tuple[Jaxpr, list] | None:
@@ -45,8 +61,12 @@ def _eval_stripped(jaxpr: Jaxpr, consts: Sequence, *args: Any) -> list:
         invals = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
         inline = sub_jaxpr(eqn.params.get("call_jaxpr" if name in CUSTOM_RULES else "jaxpr"))
-        if inline is not None and (name in CUSTOM_RULES or name in _TRANSPARENT_CALLS):
+        if inline is not None and (is_stripped_rule(eqn) or name in _TRANSPARENT_CALLS):
             outs = _eval_stripped(*inline, *invals)
+        elif name in CUSTOM_RULES:  # one of JAX's own rules: part of the reference math
+            outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(eqn.params))
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
         else:
             params = {key: _strip_param(value) for key, value in eqn.params.items()}
             outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
@@ -69,7 +89,7 @@ def _strip_param(value: Any) -> Any:
 
 
 def strip_custom_rules(f: Callable) -> Callable:
-    """Return ``f`` with every ``custom_vjp`` and ``custom_jvp`` replaced by its primal math.
+    """Return ``f`` with every ``custom_vjp`` and ``custom_jvp`` written outside JAX replaced by its primal math.
 
     The result computes the same values; ``jax.grad`` of it differentiates the primal
     (for jaxbp ops: the reference functions) with JAX's own rules. Keyword arguments are
@@ -92,7 +112,7 @@ strip_custom_vjps = strip_custom_rules
 def _count(jaxpr: Jaxpr) -> int:
     total = 0
     for eqn in jaxpr.eqns:
-        total += eqn.primitive.name in CUSTOM_RULES
+        total += is_stripped_rule(eqn)
         for value in eqn.params.values():
             for item in value if isinstance(value, tuple) else (value,):
                 inner = sub_jaxpr(item)
