@@ -5,7 +5,7 @@ padding ``(lo, hi)``, ``m`` outputs), the forward of ``conv2d``/``conv1d`` is
 
     y[i, o] = b[o] + sum_{j, c} w[j, c, o] x_pad[i s + j d, c]
 
-and its two derivatives are convolutions again (seed 000, section 6):
+and its two derivatives are convolutions again (tutorial document 000, section 6):
 
 * ``dL/dx = conv(dilate_s(dy), flip(w)^T)``: a *full* convolution of the output gradient,
   dilated by the stride (``lhs_dilation = s``), with the kernel flipped in space and its

@@ -56,9 +56,9 @@ def _sequence_grads(
     ``da_input``/``da_hidden`` (time-major) differ only for the GRU, whose ``r`` scales
     the hidden part of the candidate's pre-activation.
     """
-    acc = da_input.dtype
-    dx = jnp.einsum("tbg,fg->btf", da_input, w_ih.astype(acc)).astype(x.dtype)
-    dw_ih = jnp.einsum("btf,tbg->fg", x.astype(acc), da_input).astype(w_ih.dtype)
+    compute_dtype = da_input.dtype
+    dx = jnp.einsum("tbg,fg->btf", da_input, w_ih.astype(compute_dtype)).astype(x.dtype)
+    dw_ih = jnp.einsum("btf,tbg->fg", x.astype(compute_dtype), da_input).astype(w_ih.dtype)
     dw_hh = jnp.einsum("tbh,tbg->hg", previous_states(h0, hidden), da_hidden)
     return dx, dw_ih, dw_hh
 
@@ -93,16 +93,16 @@ def _rnn_bwd(residuals, cotangents):
     """
     x, w_ih, w_hh, h0, hidden, lengths = residuals
     dhs, dh_last = cotangents
-    acc = hidden.dtype
-    w_hh_t = w_hh.astype(acc).T
+    compute_dtype = hidden.dtype
+    w_hh_t = w_hh.astype(compute_dtype).T
 
     def step(dh, inputs):
         dout, h, valid = inputs
         da = (dh + dout) * (1 - h * h)
         return keep_where(valid, da @ w_hh_t, dh), keep_where(valid, da, 0)
 
-    inputs = (_time_major(dhs, acc), hidden, _mask_of(lengths, x))
-    dh0, da = lax.scan(step, dh_last.astype(acc), inputs, reverse=True)
+    inputs = (_time_major(dhs, compute_dtype), hidden, _mask_of(lengths, x))
+    dh0, da = lax.scan(step, dh_last.astype(compute_dtype), inputs, reverse=True)
     dx, dw_ih, dw_hh = _sequence_grads(x, w_ih, h0, hidden, da, da)
     dparams = {"w_ih": dw_ih, "w_hh": dw_hh.astype(w_hh.dtype), "b": jnp.sum(da, axis=(0, 1)).astype(w_ih.dtype)}
     return dparams, dx, dh0.astype(h0.dtype), None
@@ -151,8 +151,8 @@ def _lstm_bwd(residuals, cotangents):
     """
     x, w_ih, w_hh, h0, c0, gates, cells, hidden, lengths = residuals
     dhs, (dh_last, dc_last) = cotangents
-    acc = gates.dtype
-    w_hh_t = w_hh.astype(acc).T
+    compute_dtype = gates.dtype
+    w_hh_t = w_hh.astype(compute_dtype).T
 
     def step(carry, inputs):
         dh, dc = carry
@@ -168,8 +168,10 @@ def _lstm_bwd(residuals, cotangents):
         carry = (keep_where(valid, da @ w_hh_t, dh), keep_where(valid, dc_t * f, dc))
         return carry, keep_where(valid, da, 0)
 
-    inputs = (_time_major(dhs, acc), gates, cells, previous_states(c0, cells), _mask_of(lengths, x))
-    (dh0, dc0), da = lax.scan(step, (dh_last.astype(acc), dc_last.astype(acc)), inputs, reverse=True)
+    inputs = (_time_major(dhs, compute_dtype), gates, cells, previous_states(c0, cells), _mask_of(lengths, x))
+    (dh0, dc0), da = lax.scan(
+        step, (dh_last.astype(compute_dtype), dc_last.astype(compute_dtype)), inputs, reverse=True
+    )
     dx, dw_ih, dw_hh = _sequence_grads(x, w_ih, h0, hidden, da, da)
     dparams = {"w_ih": dw_ih, "w_hh": dw_hh.astype(w_hh.dtype), "b": jnp.sum(da, axis=(0, 1)).astype(w_ih.dtype)}
     return dparams, dx, (dh0.astype(h0.dtype), dc0.astype(c0.dtype)), None
@@ -216,8 +218,8 @@ def _gru_bwd(residuals, cotangents):
     """
     x, w_ih, w_hh, h0, gates, hidden_n, hidden, lengths = residuals
     dhs, dh_last = cotangents
-    acc = gates.dtype
-    w_hh_t = w_hh.astype(acc).T
+    compute_dtype = gates.dtype
+    w_hh_t = w_hh.astype(compute_dtype).T
 
     def step(dh, inputs):
         dout, gate, v_n, h_prev, valid = inputs
@@ -230,8 +232,8 @@ def _gru_bwd(residuals, cotangents):
         dh_prev = dh_t * z + dv @ w_hh_t
         return keep_where(valid, dh_prev, dh), (keep_where(valid, dv, 0), keep_where(valid, du_n, 0))
 
-    inputs = (_time_major(dhs, acc), gates, hidden_n, previous_states(h0, hidden), _mask_of(lengths, x))
-    dh0, (dv, du_n) = lax.scan(step, dh_last.astype(acc), inputs, reverse=True)
+    inputs = (_time_major(dhs, compute_dtype), gates, hidden_n, previous_states(h0, hidden), _mask_of(lengths, x))
+    dh0, (dv, du_n) = lax.scan(step, dh_last.astype(compute_dtype), inputs, reverse=True)
     hidden_size = du_n.shape[-1]
     du = jnp.concatenate([dv[..., : 2 * hidden_size], du_n], axis=-1)
     dx, dw_ih, dw_hh = _sequence_grads(x, w_ih, h0, hidden, du, dv)
@@ -259,11 +261,11 @@ def _checked_params(op: str, params: Any, bias_keys: tuple[str, ...], num_gates:
     checked = {name: float_input(op, f'params["{name}"]', params[name]) for name in keys}
     require_rank(op, 'params["w_ih"]', checked["w_ih"], rank=2)
     require_rank(op, 'params["w_hh"]', checked["w_hh"], rank=2)
-    hidden = checked["w_hh"].shape[0]
-    width = num_gates * hidden
+    hidden_size = checked["w_hh"].shape[0]
+    width = num_gates * hidden_size
     if checked["w_hh"].shape[1] != width:
         raise ValueError(
-            f'{op}: params["w_hh"] must have shape (H, {num_gates}H) = ({hidden}, {width}), got {tuple(checked["w_hh"].shape)}'
+            f'{op}: params["w_hh"] must have shape (H, {num_gates}H) = ({hidden_size}, {width}), got {tuple(checked["w_hh"].shape)}'
         )
     if checked["w_ih"].shape[1] != width:
         raise ValueError(
@@ -273,7 +275,7 @@ def _checked_params(op: str, params: Any, bias_keys: tuple[str, ...], num_gates:
     for name in bias_keys:
         if tuple(checked[name].shape) != (width,):
             raise ValueError(f'{op}: params["{name}"] must have shape ({width},), got {tuple(checked[name].shape)}')
-    return checked, hidden
+    return checked, hidden_size
 
 
 def _checked_sequence(op: str, x: Any, features: int) -> Array:
@@ -288,12 +290,14 @@ def _checked_sequence(op: str, x: Any, features: int) -> Array:
     return x
 
 
-def _checked_state(op: str, name: str, state: Any, batch: int, hidden: int, dtype: Any) -> Array:
+def _checked_state(op: str, name: str, state: Any, batch: int, hidden_size: int, dtype: Any) -> Array:
     if state is None:
-        return jnp.zeros((batch, hidden), dtype)
+        return jnp.zeros((batch, hidden_size), dtype)
     state = float_input(op, name, state)
-    if tuple(state.shape) != (batch, hidden):
-        raise ValueError(f"{op}: {name} must have shape (batch, H) = ({batch}, {hidden}), got {tuple(state.shape)}")
+    if tuple(state.shape) != (batch, hidden_size):
+        raise ValueError(
+            f"{op}: {name} must have shape (batch, H) = ({batch}, {hidden_size}), got {tuple(state.shape)}"
+        )
     return state
 
 
@@ -316,9 +320,9 @@ def checked_lengths(op: str, lengths: Any, batch: int, time: int) -> Array | Non
 
 
 def _checked_call(op: str, params: Any, x: Any, bias_keys: tuple[str, ...], num_gates: int, lengths: Any):
-    params, hidden = _checked_params(op, params, bias_keys, num_gates)
+    params, hidden_size = _checked_params(op, params, bias_keys, num_gates)
     x = _checked_sequence(op, x, params["w_ih"].shape[0])
-    return params, x, hidden, checked_lengths(op, lengths, x.shape[0], x.shape[1])
+    return params, x, hidden_size, checked_lengths(op, lengths, x.shape[0], x.shape[1])
 
 
 def rnn(params: dict, x: Array, h0: Array | None = None, *, lengths: Array | None = None) -> tuple[Array, Array]:
@@ -334,8 +338,8 @@ def rnn(params: dict, x: Array, h0: Array | None = None, *, lengths: Array | Non
     Returns:
       ``(hs, h_T)``: ``(B, T, H)`` outputs and the ``(B, H)`` final state.
     """
-    params, x, hidden, lengths = _checked_call("rnn", params, x, ("b",), 1, lengths)
-    return _rnn(params, x, _checked_state("rnn", "h0", h0, x.shape[0], hidden, x.dtype), lengths)
+    params, x, hidden_size, lengths = _checked_call("rnn", params, x, ("b",), 1, lengths)
+    return _rnn(params, x, _checked_state("rnn", "h0", h0, x.shape[0], hidden_size, x.dtype), lengths)
 
 
 def lstm(
@@ -351,14 +355,14 @@ def lstm(
     Returns:
       ``(hs, (h_T, c_T))``.
     """
-    params, x, hidden, lengths = _checked_call("lstm", params, x, ("b",), 4, lengths)
+    params, x, hidden_size, lengths = _checked_call("lstm", params, x, ("b",), 4, lengths)
     if state is not None and not (isinstance(state, (tuple, list)) and len(state) == 2):
         raise TypeError(f"lstm: state must be a pair (h0, c0), got {type(state).__name__}")
     h0, c0 = (None, None) if state is None else state
     batch = x.shape[0]
     state = (
-        _checked_state("lstm", "h0", h0, batch, hidden, x.dtype),
-        _checked_state("lstm", "c0", c0, batch, hidden, x.dtype),
+        _checked_state("lstm", "h0", h0, batch, hidden_size, x.dtype),
+        _checked_state("lstm", "c0", c0, batch, hidden_size, x.dtype),
     )
     return _lstm(params, x, state, lengths)
 
@@ -374,5 +378,5 @@ def gru(params: dict, x: Array, h0: Array | None = None, *, lengths: Array | Non
     Returns:
       ``(hs, h_T)``.
     """
-    params, x, hidden, lengths = _checked_call("gru", params, x, ("b_ih", "b_hh"), 3, lengths)
-    return _gru(params, x, _checked_state("gru", "h0", h0, x.shape[0], hidden, x.dtype), lengths)
+    params, x, hidden_size, lengths = _checked_call("gru", params, x, ("b_ih", "b_hh"), 3, lengths)
+    return _gru(params, x, _checked_state("gru", "h0", h0, x.shape[0], hidden_size, x.dtype), lengths)

@@ -1,7 +1,7 @@
 """Composition ops: the residual junction and reshapes, with trivial backward rules.
 
 They exist so that a network built from :mod:`jaxbp.nn` differentiates only through
-hand-written rules (``assert_fully_manual`` checks this), and because the seeds'
+hand-written rules (``assert_fully_manual`` checks this), and because the tutorial documents'
 skip-connection rule dL/dx = dL/dy + dL/dx_residual is worth seeing written down.
 """
 

@@ -16,7 +16,7 @@ class MseParts(NamedTuple):
 
 
 def mse_parts(predictions: Array, targets: Array) -> MseParts:
-    """L = 1/(2N) * sum (predictions - targets)^2 over all N elements (the seeds' 1/2 (y - t)^2)."""
+    """L = 1/(2N) * sum (predictions - targets)^2 over all N elements (the tutorial documents' 1/2 (y - t)^2)."""
     error = in_accumulation_dtype(predictions) - targets
     return MseParts((0.5 * jnp.mean(error**2)).astype(predictions.dtype), error)
 

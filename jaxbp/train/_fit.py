@@ -20,7 +20,7 @@ gets the dropout key ``fold_in(fold_in(key, DROPOUT), s)``. A run resumed from a
 checkpoint at an epoch boundary therefore sees exactly the batches and dropout masks
 of the uninterrupted run, and reproduces it bit for bit.
 
-There is no "zero the gradients" step to forget (the seed's pitfall): each step's
+There is no "zero the gradients" step to forget (the tutorial documents' pitfall): each step's
 gradient is a fresh value returned by a pure function, and an accumulated gradient
 lives in the optimizer state that ``optax.MultiSteps`` resets itself.
 """
