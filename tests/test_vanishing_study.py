@@ -364,3 +364,18 @@ def test_seed_chunks_divide_the_seeds_and_fit_the_budget():
     assert _gradients.seed_chunk(64, bytes_per_seed=10, budget=1000) == 64
     assert _gradients.seed_chunk(64, bytes_per_seed=100, budget=1000) == 8  # 10 fit, 8 divides 64
     assert _gradients.seed_chunk(6, bytes_per_seed=10**9, budget=10) == 1  # one seed even over the budget
+
+
+@pytest.mark.parametrize("plot", ["plot_clipping", "plot_spectra"])
+def test_legends_of_the_crowded_figures_lie_outside_the_data(tiny_run, plot, monkeypatch, tmp_path):
+    from jaxbp.studies.vanishing import _figures_training
+
+    figures = []
+    monkeypatch.setattr(_figures_training, "save", lambda fig, path, title, rect=None: figures.append(fig))
+    getattr(_figures_training, plot)(_report.finite_or_none(tiny_run[2]), tmp_path / "figure.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+    assert legends
+    for ax, legend in legends:  # the legend's box sits wholly below the axes' data area
+        assert legend.get_window_extent().y1 <= ax.get_window_extent().y0

@@ -26,6 +26,11 @@ def save(fig: Any, path: Path, title: str, rect: tuple = (0, 0, 1, 0.95)) -> Non
     plt().close(fig)
 
 
+def legend_below(ax: Any, ncol: int = 1, fontsize: float = 7) -> None:
+    """The axes' legend under its x label, so it never covers data (``save``'s tight layout makes room)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=fontsize, frameon=False)
+
+
 def relative_profile(record: dict[str, Any], field: str = "delta_norm") -> tuple[np.ndarray, np.ndarray]:
     """Geometric mean over seeds of ‖δ_l‖/‖δ_L‖ (``record[field]``: seeds x positions, normalised by
     the last position) and the standard error of its log."""
