@@ -125,6 +125,26 @@ def test_settings_are_marked_by_the_baseline_field_and_draw_independent_keys():
     assert len(keys) == 3
 
 
+def test_the_default_runs_no_descriptive_trainability_grid_and_keeps_its_verdict_seed_counts():
+    default, full = V.PRESETS["default"], V.PRESETS["full"]
+    assert "trainability" not in _run.sections_of(default)
+    assert _run.sections_of(full) == _run.SECTIONS
+    for config in (default, full):  # every section that prints a verdict has at least MIN_SEEDS networks
+        for seeds in (config.seeds, config.finite_seeds, config.signal_seeds, config.time_seeds):
+            assert seeds >= _stats.MIN_SEEDS
+    with pytest.raises(ValueError, match="trainability"):
+        V.StudyConfig(trainability=1)
+
+
+def test_a_run_without_the_trainability_grid_says_so_and_draws_no_heatmap(tiny_run, tmp_path, monkeypatch):
+    results = {k: v for k, v in _report.finite_or_none(tiny_run[2]).items() if k != "trainability"}
+    monkeypatch.setattr(_report, "FIGURES", {"trainability.png": _report.FIGURES["trainability.png"]})
+    _report.write_outputs(results, tmp_path)
+    assert not (tmp_path / "trainability.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "trainability.png" not in report and "`--full` runs it" in report
+
+
 def test_config_and_spec_validation():
     with pytest.raises(ValueError, match="depths"):
         V.StudyConfig(depths=(3,))

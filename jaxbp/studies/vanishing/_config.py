@@ -48,9 +48,10 @@ class StudyConfig:
     * Jacobian spectra at ``spectrum_depths``, width ``spectrum_width``, tanh on the critical line
       at ``spectrum_q_stars`` and ReLU + He.
     * Signal propagation at ``signal_sigma_w2s`` (tanh, ``critical_sigma_b2``), depth ``signal_depth``.
-    * Finite width: ``finite_widths`` x ``finite_depths``, ``finite_seeds`` single-input networks.
-    * Trainability: tanh accuracy on digits over ``heat_sigma_w2s`` x ``heat_depths`` after
-      ``heat_steps`` steps, width ``heat_width``.
+    * Finite width: ``finite_widths`` x ``finite_depths``, ``finite_seeds`` single-input networks,
+      against ``finite_reference_factor`` times as many exact width-N reference networks.
+    * Trainability (only if ``trainability``; descriptive, no verdict): tanh accuracy on digits over
+      ``heat_sigma_w2s`` x ``heat_depths`` after ``heat_steps`` steps, width ``heat_width``.
     * Across time: ``||dL/dh_t||`` over ``time_steps`` steps of ``time_width``-unit cells
       (``time_seeds`` seeds, ``time_batch`` sequences of ``time_features`` inputs): the tanh RNN
       at ``rnn_sigma_w2s`` (input variance ``rnn_sigma_x2``), the LSTM at ``lstm_forget_biases``.
@@ -61,7 +62,7 @@ class StudyConfig:
     inits: tuple[str, ...] = INIT_SCHEMES
     width: int = 128
     batch_size: int = 32
-    seeds: int = 32
+    seeds: int = 16
     naive_stddev: float = 0.01
     critical_sigma_b2: float = 0.05
     fit_skip_fraction: float = 0.1
@@ -89,6 +90,8 @@ class StudyConfig:
     finite_widths: tuple[int, ...] = (32, 64, 128)
     finite_depths: tuple[int, ...] = (20,)
     finite_seeds: int = 64
+    finite_reference_factor: int = 2
+    trainability: bool = False
     heat_depths: tuple[int, ...] = (10, 30, 60)
     heat_sigma_w2s: tuple[float, ...] = (1.0, 1.5, 1.76, 2.25, 3.0, 4.0)
     heat_width: int = 64
@@ -132,6 +135,7 @@ class StudyConfig:
             "time_width",
             "time_features",
             "time_batch",
+            "finite_reference_factor",
         ):
             ints(name, (getattr(self, name),))
         for name in (
@@ -169,6 +173,8 @@ class StudyConfig:
         for name in ("clipping_learning_rates", "spectrum_q_stars", "heat_sigma_w2s", "rnn_sigma_w2s"):
             if not getattr(self, name) or any(not v > 0 for v in getattr(self, name)):
                 raise StudyConfigError(f"StudyConfig: {name} must be non-empty and positive, got {getattr(self, name)}")
+        if not isinstance(self.trainability, bool):
+            raise StudyConfigError(f"StudyConfig: trainability must be a bool, got {self.trainability!r}")
         if self.critical_sigma_b2 < 0 or any(v < 0 for v in self.signal_sigma_w2s):
             raise StudyConfigError("StudyConfig: critical_sigma_b2 and signal_sigma_w2s must be >= 0")
 
@@ -201,6 +207,8 @@ PRESETS: dict[str, StudyConfig] = {
         finite_widths=(64, 128, 256, 512),
         finite_depths=(10, 30, 60),
         finite_seeds=64,
+        finite_reference_factor=4,
+        trainability=True,
         heat_depths=(10, 25, 50, 75, 100, 150),
         heat_sigma_w2s=(1.0, 1.25, 1.5, 1.76, 2.0, 2.5, 3.0, 3.5, 4.0),
         heat_width=128,
@@ -234,6 +242,7 @@ PRESETS: dict[str, StudyConfig] = {
         finite_widths=(8, 16),
         finite_depths=(4,),
         finite_seeds=4,
+        trainability=True,
         heat_depths=(4,),
         heat_sigma_w2s=(1.0, 3.0),
         heat_width=16,

@@ -217,11 +217,12 @@ def findings(results: dict[str, Any]) -> list[str]:
             )
         )
     out.extend(_across_time_findings(results))
-    out.append(
-        f"Trainability ({results['trainability']['steps']} SGD steps, one learning rate): the table is descriptive. The earlier "
-        "claim that cells within 6ξ_c train and cells beyond do not is withdrawn: in this grid it is carried by depth (at L ≥ 60 "
-        "every σw² stays at chance, critical included), and too few steps leave trainable cells at chance."
-    )
+    if "trainability" in results:
+        out.append(
+            f"Trainability ({results['trainability']['steps']} SGD steps, one learning rate): the table is descriptive. The earlier "
+            "claim that cells within 6ξ_c train and cells beyond do not is withdrawn: it was carried by depth (in the default grid "
+            "of 2026-12-03 every σw² stayed at chance at L = 60, critical included), and too few steps leave trainable cells at chance."
+        )
     for r in results["training"]:
         out.append(
             f"Training {r['label']} at depth {r['depth']} (lr {r['learning_rate']:g}): final test accuracy {pm(r['final_test_accuracy'])}."

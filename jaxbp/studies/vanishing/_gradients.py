@@ -267,11 +267,6 @@ def _mean_field_predictions(
     }
 
 
-#: The width-N reference of the finite-width section draws this many times the measured seeds
-#: (single-input networks are cheap; its own noise then adds little to a comparison).
-REFERENCE_SEED_FACTOR = 4
-
-
 def finite_width(config: StudyConfig, x_one: jax.Array, key: jax.Array) -> list[dict[str, Any]]:
     r""":math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|)` over ``finite_seeds`` single-input networks per
     (activation, width, depth), against the exact width-N reference of the same setting
@@ -295,7 +290,7 @@ def finite_width(config: StudyConfig, x_one: jax.Array, key: jax.Array) -> list[
                     config,
                     x_one,
                     setting_key(key, "reference", spec.name, depth, width),
-                    REFERENCE_SEED_FACTOR * config.finite_seeds,
+                    config.finite_reference_factor * config.finite_seeds,
                 )
                 tick(f"{spec.name} N={width} L={depth}")
                 kappa = theory.log_gradient_variance_rate(resolved.sigma_w2, resolved.sigma_b2, spec.activation)

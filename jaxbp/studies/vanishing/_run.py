@@ -85,6 +85,11 @@ SECTIONS = (
 _MEASUREMENTS = SECTIONS[:6]  # float64, on fixed digits inputs
 
 
+def sections_of(config: StudyConfig) -> tuple[str, ...]:
+    """The sections ``config`` runs: all of :data:`SECTIONS`, the descriptive trainability grid only if asked."""
+    return tuple(name for name in SECTIONS if name != "trainability" or config.trainability)
+
+
 def run_section(name: str, config: StudyConfig, key: jax.Array) -> dict[str, Any]:
     """One section of the study: the entries it adds to ``results.json``."""
     if name not in SECTIONS:
@@ -158,7 +163,7 @@ def run_study(
         "config": config.to_dict(),
         "environment": _environment(),
     }
-    for name in SECTIONS:
+    for name in sections_of(config):
         results.update(section(name, lambda: run_section(name, config, key)))  # noqa: B023  (called at once)
     results["timing"] = timing
     section("report", lambda: _report.write_outputs(results, out))
