@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import diagnostics, theory
-from jaxbp.studies.vanishing._config import StudyConfig, setting_key
+from jaxbp.studies.vanishing._config import AcrossTimeConfig, Laws, setting_key
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import difference, estimate, fit_window, growth_rates, rows
 
@@ -71,19 +71,21 @@ def _norms_function(cell: str) -> Callable:
     return jax.jit(jax.vmap(one_seed))
 
 
-def _measure(cell: str, make_params: Callable[[jax.Array], dict], config: StudyConfig, key: jax.Array) -> dict:
-    """``||dL/dh_t||`` of ``time_seeds`` cells and their rates; call under ``jax.enable_x64(True)``."""
-    seeds, steps, width = config.time_seeds, config.time_steps, config.time_width
+def _measure(
+    cell: str, make_params: Callable[[jax.Array], dict], config: AcrossTimeConfig, laws: Laws, key: jax.Array
+) -> dict:
+    """``||dL/dh_t||`` of ``config.seeds`` cells and their rates; call under ``jax.enable_x64(True)``."""
+    seeds, steps, width = config.seeds, config.steps, config.width
     k_params, k_x, k_v = jax.random.split(key, 3)
     with jax.threefry_partitionable(False):  # vmapped draws compile ~5x faster (see _gradients._draw_per_key)
         params = jax.vmap(make_params)(jax.random.split(k_params, seeds))
-        x = jax.random.normal(k_x, (seeds, config.time_batch, steps, config.time_features), jnp.float64)
-        direction = jax.random.normal(k_v, (seeds, config.time_batch, width), jnp.float64)
+        x = jax.random.normal(k_x, (seeds, config.batch, steps, config.features), jnp.float64)
+        direction = jax.random.normal(k_v, (seeds, config.batch, width), jnp.float64)
     norms = np.asarray(_norms_function(cell)(params, x, direction), np.float64)  # (seeds, T)
     tick(cell)
     with np.errstate(divide="ignore"):
         log_norms = np.log(norms)
-    window = fit_window(steps, config.fit_skip_fraction)
+    window = fit_window(steps, laws.fit_skip_fraction)
     rates = growth_rates(log_norms, window)
     return {
         "cell": cell,
@@ -97,10 +99,10 @@ def _measure(cell: str, make_params: Callable[[jax.Array], dict], config: StudyC
     }
 
 
-def across_time(config: StudyConfig, key: jax.Array) -> dict[str, Any]:
-    """The tanh RNN over ``rnn_sigma_w2s`` (with its mean-field prediction) and the LSTM over ``lstm_forget_biases``."""
-    features, width = config.time_features, config.time_width
-    sigma_x2, sigma_b2 = config.rnn_sigma_x2, config.critical_sigma_b2
+def across_time(config: AcrossTimeConfig, laws: Laws, key: jax.Array) -> dict[str, Any]:
+    """The tanh RNN over ``config.rnn_sigma_w2s`` (with its mean-field prediction) and the LSTM over ``lstm_forget_biases``."""
+    features, width = config.features, config.width
+    sigma_x2, sigma_b2 = config.rnn_sigma_x2, laws.critical_sigma_b2
     rnn = []
     for sigma_w2 in config.rnn_sigma_w2s:
         record = _measure(
@@ -109,6 +111,7 @@ def across_time(config: StudyConfig, key: jax.Array) -> dict[str, Any]:
                 rnn_params, features=features, hidden=width, sigma_w2=sigma_w2, sigma_x2=sigma_x2, sigma_b2=sigma_b2
             ),
             config,
+            laws,
             setting_key(key, "rnn", sigma_w2),
         )
         chi = theory.chi1(sigma_w2, sigma_b2 + sigma_x2, "tanh")
@@ -128,6 +131,7 @@ def across_time(config: StudyConfig, key: jax.Array) -> dict[str, Any]:
                 "lstm",
                 functools.partial(lstm_params, features=features, hidden=width, forget_bias=bias),
                 config,
+                laws,
                 setting_key(key, "lstm", bias),
             ),
             "label": f"LSTM, forget bias {bias:g}",

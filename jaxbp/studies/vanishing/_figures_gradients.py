@@ -42,7 +42,7 @@ def relative_profile(record: dict[str, Any], field: str = "delta_norm") -> tuple
 
 def plot_gradient_grid(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
-    config = results["config"]
+    config = results["config"]["grid"]
     activations, inits, depths = (
         config["activations"],
         config["inits"],
@@ -109,7 +109,7 @@ def plot_gradient_grid(results: dict[str, Any], path: Path) -> None:
 def plot_slopes(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
     rows = theory_rows(results)
-    activations, depths = results["config"]["activations"], results["config"]["depths"]
+    activations, depths = results["config"]["grid"]["activations"], results["config"]["grid"]["depths"]
     markers, colors = (
         dict(zip(depths, "osD^vP*X")),
         dict(zip(activations, pyplot.cm.tab10.colors)),
@@ -199,7 +199,7 @@ def plot_remedies(results: dict[str, Any], path: Path) -> None:
         yscale="log",
         xlabel="layer l",
         ylabel="‖δ_l‖ / ‖δ_L‖ (ratio)",
-        title=f"remedies at depth {results['config']['remedy_depth']}",
+        title=f"remedies at depth {results['config']['remedies']['depth']}",
     )
     axes[0].legend(fontsize=7)
     r = results["exploding_profile"]

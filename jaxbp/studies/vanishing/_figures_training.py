@@ -39,7 +39,7 @@ def plot_training(results: dict[str, Any], path: Path) -> None:
     axes[1].axhline(0.1, color="gray", lw=0.8, ls=":", label="chance (0.1)")
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
-    depth = results["config"]["train_depth"]
+    depth = results["config"]["training"]["depth"]
     save(
         fig,
         path,
@@ -226,7 +226,7 @@ def plot_signal(results: dict[str, Any], path: Path) -> None:
     save(
         fig,
         path,
-        f"Forward signal propagation in tanh networks (σb² = {results['config']['critical_sigma_b2']:g})",
+        f"Forward signal propagation in tanh networks (σb² = {results['config']['laws']['critical_sigma_b2']:g})",
     )
 
 

@@ -130,14 +130,14 @@ def findings(results: dict[str, Any]) -> list[str]:
             or "none measured (every seed count is below the minimum)"
         )
         + " (calibration table at the end).",
-        f"Growth rate of ln‖δ‖ over {e['settings']} settings ({results['config']['seeds']} independent networks each): "
+        f"Growth rate of ln‖δ‖ over {e['settings']} settings ({results['config']['grid']['seeds']} independent networks each): "
         f"|measured − ½ ln χ1| median {e['absolute_median']:.4f}, max {e['absolute_max']:.4f} per layer ({e['absolute_max_setting']}); "
         f"relative error off criticality median {e['relative_median'] or 0:.2%}, max {e['relative_max'] or 0:.2%}. These gaps are "
         "the layer-wise transient and the finite-width offset (E ln‖δ‖ vs ½ ln E‖δ‖², O(1/N) per layer); the verdicts compare "
         "with an exact width-N simulation of the same setting (see the table). "
         + (
-            f"No verdicts: {results['config']['seeds']} seeds < {MIN_SEEDS}."
-            if results["config"]["seeds"] < MIN_SEEDS
+            f"No verdicts: {results['config']['grid']['seeds']} seeds < {MIN_SEEDS}."
+            if results["config"]["grid"]["seeds"] < MIN_SEEDS
             else f"Settings that differ from it: {', '.join(e['significant'])}."
             if e["significant"]
             else "No setting differs from it."

@@ -49,7 +49,7 @@ def finite_or_none(value: Any) -> Any:
 
 def write_report(results: dict[str, Any], out_dir: Path) -> Path:
     """Write ``report.md`` (findings, figures, tables, calibration) and ``slope_table.md``."""
-    config = results["config"]
+    config = results["config"]["grid"]
     deepest = max(config["depths"])
     (out_dir / "slope_table.md").write_text(tables.slope_table_markdown(results))
     sections = [
