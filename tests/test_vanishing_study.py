@@ -343,6 +343,15 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
     for r in results["across_time"]["rnn"] + results["across_time"]["lstm"]:
         assert np.shape(r["grad_norm"]) == (config.across_time.seeds, config.across_time.steps)
     assert [r["sigma_w2"] for r in results["across_time"]["rnn"]] == list(config.across_time.rnn_sigma_w2s)
+    control = results["across_time"]["rnn_width_control"]
+    assert [(r["sigma_w2"], r["width"]) for r in control] == [
+        (s, h) for s in config.across_time.control_sigma_w2s for h in config.across_time.control_widths
+    ]
+    for r in control:
+        assert np.shape(r["grad_norm"]) == (config.across_time.seeds, config.across_time.steps)
+        assert r["input_norm_rate_error"]["mean"] == pytest.approx(
+            r["measured_rate"]["mean"] - r["input_norm_predicted_rate"]
+        )
     assert results["timing"]["total_s"] > 0
     for r in results["signal"]:  # c is compared one depth scale in, where it still moves
         assert 2 <= r["transient_layer"] <= r["depth"] and r["c_transient_error"]["n"] == config.signal.seeds
@@ -425,3 +434,16 @@ def test_legends_of_the_crowded_figures_lie_outside_the_data(tiny_run, plot, mon
     assert legends
     for ax, legend in legends:  # the legend's box sits wholly below the axes' data area
         assert legend.get_window_extent().y1 <= ax.get_window_extent().y0
+
+
+def test_input_norm_rate_reduces_to_half_log_chi_for_a_fixed_input_norm_and_moves_when_it_fluctuates():
+    from jaxbp import theory
+
+    window = _stats.fit_window(30, 0.1)
+    half_log_chi = 0.5 * math.log(theory.chi1(1.0, 0.05 + 0.25, "tanh"))
+    # a million features: ||x_t||^2 / F is 1 to 0.1%, one sequence: the stationary rate is ½ ln chi
+    fixed = _across_time.input_norm_rate(1.0, 0.25, 0.05, 10**6, 30, 1, window, replicates=50)
+    assert fixed == pytest.approx(half_log_chi, abs=2e-3)
+    # one feature: u ~ chi^2_1 fluctuates strongly, so the expected rate moves off ½ ln chi
+    fluctuating = _across_time.input_norm_rate(1.0, 0.25, 0.05, 1, 30, 8, window, replicates=400)
+    assert abs(fluctuating - half_log_chi) > 0.01

@@ -191,7 +191,7 @@ class TrainabilityConfig:
 class AcrossTimeConfig:
     """``||dL/dh_t||`` over ``steps`` steps of ``width``-unit cells (``seeds`` seeds, ``batch`` sequences of
     ``features`` inputs): the tanh RNN at ``rnn_sigma_w2s`` (input variance ``rnn_sigma_x2``), the LSTM at
-    ``lstm_forget_biases``."""
+    ``lstm_forget_biases``; the width control repeats the RNN at ``control_sigma_w2s`` with ``control_widths`` units."""
 
     steps: int = 40
     width: int = 64
@@ -201,10 +201,14 @@ class AcrossTimeConfig:
     rnn_sigma_w2s: tuple[float, ...] = (0.5, 1.0, 1.5, 2.5, 4.0)
     rnn_sigma_x2: float = 0.25
     lstm_forget_biases: tuple[float, ...] = (-2.0, 0.0, 1.0, 3.0)
+    control_widths: tuple[int, ...] = (32, 128)
+    control_sigma_w2s: tuple[float, ...] = (0.5, 1.0, 4.0)
 
     def __post_init__(self) -> None:
         _check_fields(
-            self, {"steps": 4, "width": 1, "features": 1, "batch": 1, "seeds": 2}, ("rnn_sigma_w2s", "rnn_sigma_x2")
+            self,
+            {"steps": 4, "width": 1, "features": 1, "batch": 1, "seeds": 2, "control_widths": 1},
+            ("rnn_sigma_w2s", "rnn_sigma_x2", "control_sigma_w2s"),
         )
         if not self.lstm_forget_biases:
             raise StudyConfigError("AcrossTimeConfig: lstm_forget_biases must be non-empty")
@@ -278,6 +282,7 @@ PRESETS: dict[str, StudyConfig] = {
             seeds=64,
             rnn_sigma_w2s=(0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0),
             lstm_forget_biases=(-2.0, -1.0, 0.0, 1.0, 2.0, 3.0),
+            control_widths=(32, 64, 256),
         ),
     ),
     "tiny": StudyConfig(
@@ -293,7 +298,15 @@ PRESETS: dict[str, StudyConfig] = {
         finite_width=FiniteWidthConfig(widths=(8, 16), depths=(4,), seeds=4),
         trainability=TrainabilityConfig(depths=(4,), sigma_w2s=(1.0, 3.0), width=16, steps=3, batch_size=128),
         across_time=AcrossTimeConfig(
-            steps=6, width=8, features=4, batch=2, seeds=4, rnn_sigma_w2s=(0.5, 2.5), lstm_forget_biases=(0.0, 3.0)
+            steps=6,
+            width=8,
+            features=4,
+            batch=2,
+            seeds=4,
+            rnn_sigma_w2s=(0.5, 2.5),
+            lstm_forget_biases=(0.0, 3.0),
+            control_widths=(4,),
+            control_sigma_w2s=(2.5,),
         ),
     ),
 }

@@ -102,9 +102,29 @@ def _across_time_findings(results: dict[str, Any]) -> list[str]:
     t = results["across_time"]
     out = [
         f"Across time, {r['label']} (T = {r['time_steps']}, χ = {r['chi']:.3f}): ln‖∂L/∂h_t‖ changes by {pm(r['measured_rate'], '+.4f')} "
-        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f} (N = ∞, input norm fixed): {verdict(r['rate_error'])}."
+        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f} (N = ∞, input norm fixed; {verdict(r['rate_error'])}) and "
+        f"{r['input_norm_predicted_rate']:+.4f} with each step's input norm drawn (N = ∞; {verdict(r['input_norm_rate_error'])}); "
+        "what remains is finite width (H) and the weights' reuse across steps."
         for r in t["rnn"]
     ]
+    control = t.get("rnn_width_control", [])
+    if control:
+        by_sigma: dict[float, list[dict[str, Any]]] = {}
+        for r in control + [r for r in t["rnn"] if r["sigma_w2"] in {c["sigma_w2"] for c in control}]:
+            by_sigma.setdefault(r["sigma_w2"], []).append(r)
+        parts = [
+            f"σw² = {s:g}: "
+            + ", ".join(
+                f"H = {r['width']}: {pm(r['input_norm_rate_error'], '+.4f')}"
+                for r in sorted(rows, key=lambda r: r["width"])
+            )
+            for s, rows in sorted(by_sigma.items())
+        ]
+        out.append(
+            "Across time, width control (tanh RNN rate minus its N = ∞ input-norm prediction, by width H): "
+            + "; ".join(parts)
+            + ". A gap that shrinks as H grows is finite width, which no N = ∞ prediction carries."
+        )
     effect = t["forget_bias_effect"]
     rates = ", ".join(f"{r['forget_bias']:g}: {pm(r['measured_rate'], '+.4f')}" for r in t["lstm"])
     out.append(

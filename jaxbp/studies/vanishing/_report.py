@@ -87,7 +87,9 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
         ),
         "## 6. Finite width\n\n![finite width](finite_width.png)\n\n" + tables.finite_width_table(results),
         "## 7. Across time: recurrent networks\n\n![across time](across_time.png)\n\n"
-        + tables.across_time_table(results),
+        + tables.across_time_table(results)
+        + "\nWidth control: the tanh RNN at other widths H (what finite width adds to the N = ∞ prediction "
+        "with the input norm drawn per step):\n\n" + tables.width_control_table(results),
         "## All grid settings\n\n" + tables.slope_table_markdown(results),
         "## Calibration of the verdicts\n\nEach verdict type run on synthetic data where the null hypothesis is exact "
         "(the study's own samples resampled with replacement, at its seed counts):\n\n"
