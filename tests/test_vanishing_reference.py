@@ -136,7 +136,7 @@ def test_verdicts_are_calibrated_on_skewed_data_where_the_null_holds():
         rng.standard_normal(4000),
     ]  # skewness 0.9, 0.6, 0
     results = {
-        "config": {"seeds": 32, "time_seeds": 32, "finite_seeds": 64},
+        "config": {"grid": {"seeds": 32}, "across_time": {"seeds": 32}, "finite_width": {"seeds": 64}},
         "grid": [{"reference_rate_per_seed": p.tolist()} for p in pools],
         "across_time": {"rnn": [{"measured_rate_per_seed": p.tolist()} for p in pools]},
         "finite_width": [

@@ -5,6 +5,8 @@ standard errors, an explicit Jacobian product); each section of the ``tiny`` pre
 own test, then ``run_study`` runs end to end on those sections and its outputs are validated.
 """
 
+import argparse
+import dataclasses
 import json
 import math
 
@@ -100,7 +102,7 @@ def test_slope_table_row_and_verdicts():
 def test_stacked_parameters_have_the_resolved_variance(init):
     width, config = 64, V.PRESETS["default"]
     spec = V.NetworkSpec("tanh", init)
-    resolved = V.resolve_init(spec, width, config)
+    resolved = V.resolve_init(spec, width, config.laws)
     network = V.build_network(spec, 4, width, width, resolved.dense)
     keys = jax.random.split(jax.random.PRNGKey(0), 3)
     params = _gradients.init_stacked(network, resolved.dense, keys, (2, width))
@@ -117,7 +119,7 @@ def test_stacked_parameters_have_the_resolved_variance(init):
 
 def test_settings_are_marked_by_the_baseline_field_and_draw_independent_keys():
     config = V.PRESETS["default"]
-    for spec in _settings.remedy_specs(config) + _settings.training_specs(config):
+    for spec in _settings.remedy_specs(config.laws) + _settings.training_specs(config.laws):
         remedied = spec.residual or spec.batch_norm or spec.init in ("he", "critical")
         assert spec.baseline == (not remedied)
     root = jax.random.PRNGKey(0)
@@ -125,13 +127,54 @@ def test_settings_are_marked_by_the_baseline_field_and_draw_independent_keys():
     assert len(keys) == 3
 
 
+def test_the_default_runs_no_descriptive_trainability_grid_and_keeps_its_verdict_seed_counts():
+    default, full = V.PRESETS["default"], V.PRESETS["full"]
+    assert "trainability" not in _run.sections_of(default)
+    assert _run.sections_of(full) == _run.SECTIONS
+    for config in (default, full):  # every section that prints a verdict has at least MIN_SEEDS networks
+        for seeds in (config.grid.seeds, config.finite_width.seeds, config.signal.seeds, config.across_time.seeds):
+            assert seeds >= _stats.MIN_SEEDS
+    with pytest.raises(ValueError, match="trainability"):
+        V.StudyConfig(trainability=1)
+
+
+def test_each_section_config_holds_only_its_own_settings_and_the_cli_overrides_reach_them():
+    config = V.PRESETS["default"]
+    sections = {f.name for f in dataclasses.fields(config)} - {"laws", "seed"}
+    # one config per section; clipping trains with the training section's settings
+    assert sections == set(_run.SECTIONS) - {"gradient_grid", "clipping"} | {"grid"}
+    assert "width" in {f.name for f in dataclasses.fields(config.signal)}
+    assert not {"seeds", "width"} & {f.name for f in dataclasses.fields(config.laws)}
+    changed = _run.config_from_args(
+        argparse.Namespace(full=False, tiny=False, depths=[6], seeds=8, width=32, epochs=2, seed=5)
+    )
+    assert (changed.grid.depths, changed.grid.seeds, changed.grid.width) == ((6,), 8, 32)
+    assert (changed.signal.width, changed.training.epochs, changed.seed) == (32, 2, 5)
+    assert changed.spectra == config.spectra and changed.laws == config.laws
+    assert config.replace(grid={"seeds": 4}).grid == dataclasses.replace(config.grid, seeds=4)
+    assert json.loads(json.dumps(config.to_dict()))["finite_width"]["reference_factor"] == 2
+
+
+def test_a_run_without_the_trainability_grid_says_so_and_draws_no_heatmap(tiny_run, tmp_path, monkeypatch):
+    results = {k: v for k, v in _report.finite_or_none(tiny_run[2]).items() if k != "trainability"}
+    monkeypatch.setattr(_report, "FIGURES", {"trainability.png": _report.FIGURES["trainability.png"]})
+    _report.write_outputs(results, tmp_path)
+    assert not (tmp_path / "trainability.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "trainability.png" not in report and "`--full` runs it" in report
+
+
 def test_config_and_spec_validation():
     with pytest.raises(ValueError, match="depths"):
-        V.StudyConfig(depths=(3,))
+        V.GridConfig(depths=(3,))
     with pytest.raises(ValueError, match="inits"):
-        V.StudyConfig(inits=("lecun",))
+        V.GridConfig(inits=("lecun",))
     with pytest.raises(ValueError, match="seeds"):
-        V.StudyConfig(seeds=1)
+        V.GridConfig(seeds=1)
+    with pytest.raises(ValueError, match="TrainingConfig: seeds"):
+        V.TrainingConfig(seeds=1)
+    with pytest.raises(ValueError, match="grid must be"):
+        V.StudyConfig(grid=V.SpectraConfig())
     with pytest.raises(ValueError, match="mean_field.*sigma_w2"):
         V.NetworkSpec("tanh", "mean_field")
 
@@ -139,7 +182,7 @@ def test_config_and_spec_validation():
 def test_jacobian_singular_values_match_the_explicit_product(x64):
     # J = D_L W_L^T ... D_1 W_1^T in the (in, out) layout: h_l = tanh(h_{l-1} W_l + b_l)
     spec = V.NetworkSpec("tanh", "mean_field", sigma_w2=1.5, sigma_b2=0.1)
-    resolved = V.resolve_init(spec, 6, V.PRESETS["default"])
+    resolved = V.resolve_init(spec, 6, V.PRESETS["default"].laws)
     network = V.build_network(spec, 3, 6, 6, resolved.dense)
     params = network.init(jax.random.PRNGKey(1), (6,))[0]
     x = jax.random.normal(jax.random.PRNGKey(2), (6,), jnp.float64)
@@ -270,11 +313,11 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
         raise ValueError(f"non-standard JSON constant {constant}")
 
     results = json.loads((out / "results.json").read_text(), parse_constant=reject)
-    assert len(results["grid"]) == len(config.depths) * len(config.activations) * len(config.inits)
+    assert len(results["grid"]) == len(config.grid.depths) * len(config.grid.activations) * len(config.grid.inits)
     for r in results["grid"]:
-        assert np.shape(r["delta_norm"]) == (config.seeds, r["depth"])
+        assert np.shape(r["delta_norm"]) == (config.grid.seeds, r["depth"])
         assert r["predicted_rate"] == pytest.approx(0.5 * math.log(r["chi1"]))
-        assert r["measured_rate"]["n"] == config.seeds and r["measured_rate"]["se"] > 0
+        assert r["measured_rate"]["n"] == config.grid.seeds and r["measured_rate"]["se"] > 0
     by_setting = {(r["activation"], r["init"]): r for r in results["grid"]}
     assert by_setting[("relu", "he")]["predicted_rate"] == pytest.approx(0.0, abs=1e-12)  # ReLU chi1 = sigma_w2 / 2
     assert by_setting[("relu", "glorot")]["predicted_rate"] == pytest.approx(-0.5 * math.log(2))
@@ -283,8 +326,8 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
         assert 0 < e["clipped"]["clip_factor"]["mean"] <= 1
         assert e["matched_learning_rate"] == pytest.approx(e["learning_rate"] * e["clipped"]["clip_factor"]["mean"])
     for r in results["spectra"]:
-        assert [d["depth"] for d in r["depths"]] == list(config.spectrum_depths)
-        assert np.shape(r["depths"][0]["singular_values"]) == (config.spectrum_seeds, config.spectrum_width)
+        assert [d["depth"] for d in r["depths"]] == list(config.spectra.depths)
+        assert np.shape(r["depths"][0]["singular_values"]) == (config.spectra.seeds, config.spectra.width)
         for d in r["depths"]:  # N non-negative values: var/mean² lies in [0, N - 1]
             s2 = np.asarray(d["singular_values"]) ** 2
             assert d["s2_relative_variance"]["mean"] == pytest.approx(np.mean(s2.var(axis=1) / s2.mean(axis=1) ** 2))
@@ -292,24 +335,33 @@ def test_tiny_study_json_is_strict_and_complete(tiny_run):
                 0
                 <= d["s2_relative_variance"]["mean"]
                 <= d["largest_possible_relative_variance"]
-                == config.spectrum_width - 1
+                == config.spectra.width - 1
             )
     heat = results["trainability"]
-    assert np.shape(heat["test_accuracy"]) == (len(config.heat_depths), len(config.heat_sigma_w2s))
+    assert np.shape(heat["test_accuracy"]) == (len(config.trainability.depths), len(config.trainability.sigma_w2s))
     assert {"rate_errors", "clipping", "isometry", "finite_width", "calibration"} <= set(results["summary"])
     for r in results["across_time"]["rnn"] + results["across_time"]["lstm"]:
-        assert np.shape(r["grad_norm"]) == (config.time_seeds, config.time_steps)
-    assert [r["sigma_w2"] for r in results["across_time"]["rnn"]] == list(config.rnn_sigma_w2s)
+        assert np.shape(r["grad_norm"]) == (config.across_time.seeds, config.across_time.steps)
+    assert [r["sigma_w2"] for r in results["across_time"]["rnn"]] == list(config.across_time.rnn_sigma_w2s)
+    control = results["across_time"]["rnn_width_control"]
+    assert [(r["sigma_w2"], r["width"]) for r in control] == [
+        (s, h) for s in config.across_time.control_sigma_w2s for h in config.across_time.control_widths
+    ]
+    for r in control:
+        assert np.shape(r["grad_norm"]) == (config.across_time.seeds, config.across_time.steps)
+        assert r["input_norm_rate_error"]["mean"] == pytest.approx(
+            r["measured_rate"]["mean"] - r["input_norm_predicted_rate"]
+        )
     assert results["timing"]["total_s"] > 0
     for r in results["signal"]:  # c is compared one depth scale in, where it still moves
-        assert 2 <= r["transient_layer"] <= r["depth"] and r["c_transient_error"]["n"] == config.signal_seeds
+        assert 2 <= r["transient_layer"] <= r["depth"] and r["c_transient_error"]["n"] == config.signal.seeds
     critical = [r for r in results["signal"] if abs(r["chi1"] - 1) < 1e-8]
     assert critical and all(r["xi_c"] is None for r in critical)  # infinite on the critical line (null in JSON)
     for r in results["spectra"]:  # free probability (N -> inf at fixed L) gives no verdict at large L/N
         for d in r["depths"]:
             assert (d["relative_variance_log_error"] is None) == (d["depth_over_width"] > 0.1)
     for r in results["grid"]:
-        assert np.shape(r["reference_rate_per_seed"]) == (config.seeds,)
+        assert np.shape(r["reference_rate_per_seed"]) == (config.grid.seeds,)
 
 
 def test_tiny_study_report_states_numbers_with_standard_errors(tiny_run):
@@ -331,18 +383,21 @@ def test_lstm_forget_bias_slows_the_decay_across_time(tiny_run):
     carries its mean-field prediction."""
     config, _, results, _ = tiny_run
     effect = results["across_time"]["forget_bias_effect"]
-    assert (effect["low"], effect["high"]) == (min(config.lstm_forget_biases), max(config.lstm_forget_biases))
+    assert (effect["low"], effect["high"]) == (
+        min(config.across_time.lstm_forget_biases),
+        max(config.across_time.lstm_forget_biases),
+    )
     assert effect["rate_difference"]["mean"] > 3 * effect["rate_difference"]["se"] > 0
     for rnn in results["across_time"]["rnn"]:
         assert rnn["predicted_rate"] == pytest.approx(0.5 * math.log(rnn["chi"]))
-        assert rnn["measured_rate"]["n"] == config.time_seeds
+        assert rnn["measured_rate"]["n"] == config.across_time.seeds
 
 
 def test_table_can_be_rendered_from_a_saved_run(tiny_run, capsys):
     config, out, results, _ = tiny_run
-    assert _report.main([str(out / "results.json"), "--depths", str(max(config.depths))]) == 0
+    assert _report.main([str(out / "results.json"), "--depths", str(max(config.grid.depths))]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("\n") == 2 + len(config.activations) * len(config.inits)
+    assert printed.count("\n") == 2 + len(config.grid.activations) * len(config.grid.inits)
 
 
 def test_a_long_section_reports_its_settings_and_is_silent_outside_a_run():
@@ -364,3 +419,31 @@ def test_seed_chunks_divide_the_seeds_and_fit_the_budget():
     assert _gradients.seed_chunk(64, bytes_per_seed=10, budget=1000) == 64
     assert _gradients.seed_chunk(64, bytes_per_seed=100, budget=1000) == 8  # 10 fit, 8 divides 64
     assert _gradients.seed_chunk(6, bytes_per_seed=10**9, budget=10) == 1  # one seed even over the budget
+
+
+@pytest.mark.parametrize("plot", ["plot_clipping", "plot_spectra"])
+def test_legends_of_the_crowded_figures_lie_outside_the_data(tiny_run, plot, monkeypatch, tmp_path):
+    from jaxbp.studies.vanishing import _figures_training
+
+    figures = []
+    monkeypatch.setattr(_figures_training, "save", lambda fig, path, title, rect=None: figures.append(fig))
+    getattr(_figures_training, plot)(_report.finite_or_none(tiny_run[2]), tmp_path / "figure.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    legends = [(ax, ax.get_legend()) for ax in fig.axes if ax.get_legend() is not None]
+    assert legends
+    for ax, legend in legends:  # the legend's box sits wholly below the axes' data area
+        assert legend.get_window_extent().y1 <= ax.get_window_extent().y0
+
+
+def test_input_norm_rate_reduces_to_half_log_chi_for_a_fixed_input_norm_and_moves_when_it_fluctuates():
+    from jaxbp import theory
+
+    window = _stats.fit_window(30, 0.1)
+    half_log_chi = 0.5 * math.log(theory.chi1(1.0, 0.05 + 0.25, "tanh"))
+    # a million features: ||x_t||^2 / F is 1 to 0.1%, one sequence: the stationary rate is ½ ln chi
+    fixed = _across_time.input_norm_rate(1.0, 0.25, 0.05, 10**6, 30, 1, window, replicates=50)
+    assert fixed == pytest.approx(half_log_chi, abs=2e-3)
+    # one feature: u ~ chi^2_1 fluctuates strongly, so the expected rate moves off ½ ln chi
+    fluctuating = _across_time.input_norm_rate(1.0, 0.25, 0.05, 1, 30, 8, window, replicates=400)
+    assert abs(fluctuating - half_log_chi) > 0.01

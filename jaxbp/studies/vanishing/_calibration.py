@@ -61,26 +61,31 @@ def calibration(results: dict[str, Any], replicates: int = 2000, seed: int = 0) 
     :data:`MIN_SEEDS` print no verdict and are left out."""
     rng = np.random.default_rng(seed)
     config = results["config"]
+    grid_seeds, time_seeds, finite_seeds = (
+        config["grid"]["seeds"],
+        config["across_time"]["seeds"],
+        config["finite_width"]["seeds"],
+    )
     rows = []
     grid_pools = [_finite(r["reference_rate_per_seed"]) for r in results["grid"] if "reference_rate_per_seed" in r]
-    if grid_pools and config["seeds"] >= MIN_SEEDS:
+    if grid_pools and grid_seeds >= MIN_SEEDS:
         rows.append({
             "verdict": "growth rate vs width-N reference (Welch t)",
             "pools": "grid reference rates",
-            "sizes": [config["seeds"], config["seeds"]],
-            **false_positive_rate(grid_pools, (config["seeds"], config["seeds"]), _two_means, replicates, rng),
+            "sizes": [grid_seeds, grid_seeds],
+            **false_positive_rate(grid_pools, (grid_seeds, grid_seeds), _two_means, replicates, rng),
         })  # fmt: skip
     time_pools = [_finite(r["measured_rate_per_seed"]) for r in results.get("across_time", {}).get("rnn", [])]
-    if time_pools and config["time_seeds"] >= MIN_SEEDS:
+    if time_pools and time_seeds >= MIN_SEEDS:
         rows.append({
             "verdict": "rate vs an exact number (one-sample t)",
             "pools": "RNN rates, recentred",
-            "sizes": [config["time_seeds"], None],
-            **false_positive_rate(time_pools, (config["time_seeds"], None), _two_means, replicates, rng),
+            "sizes": [time_seeds, None],
+            **false_positive_rate(time_pools, (time_seeds, None), _two_means, replicates, rng),
         })  # fmt: skip
     width_pools = [_finite(r["reference_log_ratio_per_seed"]) for r in results.get("finite_width", [])]
-    if width_pools and config["finite_seeds"] >= MIN_SEEDS:
-        sizes = (config["finite_seeds"], len(width_pools[0]))
+    if width_pools and finite_seeds >= MIN_SEEDS:
+        sizes = (finite_seeds, len(width_pools[0]))
         rows.append({
             "verdict": "log variance vs width-N reference",
             "pools": "finite-width reference ln(‖δ_1‖/‖δ_L‖)",

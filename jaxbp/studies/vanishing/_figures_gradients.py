@@ -26,6 +26,11 @@ def save(fig: Any, path: Path, title: str, rect: tuple = (0, 0, 1, 0.95)) -> Non
     plt().close(fig)
 
 
+def legend_below(ax: Any, ncol: int = 1, fontsize: float = 7) -> None:
+    """The axes' legend under its x label, so it never covers data (``save``'s tight layout makes room)."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=fontsize, frameon=False)
+
+
 def relative_profile(record: dict[str, Any], field: str = "delta_norm") -> tuple[np.ndarray, np.ndarray]:
     """Geometric mean over seeds of ‖δ_l‖/‖δ_L‖ (``record[field]``: seeds x positions, normalised by
     the last position) and the standard error of its log."""
@@ -37,7 +42,7 @@ def relative_profile(record: dict[str, Any], field: str = "delta_norm") -> tuple
 
 def plot_gradient_grid(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
-    config = results["config"]
+    config = results["config"]["grid"]
     activations, inits, depths = (
         config["activations"],
         config["inits"],
@@ -104,7 +109,7 @@ def plot_gradient_grid(results: dict[str, Any], path: Path) -> None:
 def plot_slopes(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
     rows = theory_rows(results)
-    activations, depths = results["config"]["activations"], results["config"]["depths"]
+    activations, depths = results["config"]["grid"]["activations"], results["config"]["grid"]["depths"]
     markers, colors = (
         dict(zip(depths, "osD^vP*X")),
         dict(zip(activations, pyplot.cm.tab10.colors)),
@@ -194,7 +199,7 @@ def plot_remedies(results: dict[str, Any], path: Path) -> None:
         yscale="log",
         xlabel="layer l",
         ylabel="‖δ_l‖ / ‖δ_L‖ (ratio)",
-        title=f"remedies at depth {results['config']['remedy_depth']}",
+        title=f"remedies at depth {results['config']['remedies']['depth']}",
     )
     axes[0].legend(fontsize=7)
     r = results["exploding_profile"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxbp.studies.vanishing._figures_gradients import plt, relative_profile, save
+from jaxbp.studies.vanishing._figures_gradients import legend_below, plt, relative_profile, save
 
 
 def _curve(
@@ -39,7 +39,7 @@ def plot_training(results: dict[str, Any], path: Path) -> None:
     axes[1].axhline(0.1, color="gray", lw=0.8, ls=":", label="chance (0.1)")
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)
-    depth = results["config"]["train_depth"]
+    depth = results["config"]["training"]["depth"]
     save(
         fig,
         path,
@@ -50,7 +50,7 @@ def plot_training(results: dict[str, Any], path: Path) -> None:
 def plot_clipping(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
     c = results["clipping"]
-    fig, axes = pyplot.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = pyplot.subplots(1, 2, figsize=(12, 6.2))
 
     def points(kind: str) -> tuple[list, list, list]:
         xs = [e["matched_learning_rate" if kind == "unclipped_matched" else "learning_rate"] for e in c["runs"]]
@@ -88,7 +88,7 @@ def plot_clipping(results: dict[str, Any], path: Path) -> None:
         ylabel="final test accuracy (fraction; bars ±3 s.e.)",
         ylim=(0, 1),
     )
-    axes[0].legend(fontsize=7)
+    legend_below(axes[0])
     for color, e in zip(pyplot.cm.plasma(np.linspace(0, 0.8, len(c["runs"]))), c["runs"]):
         for kind, style in (("clipped", "-"), ("unclipped", "--")):
             norms = np.array(e[kind]["max_grad_norm"], dtype=np.float64)
@@ -105,7 +105,7 @@ def plot_clipping(results: dict[str, Any], path: Path) -> None:
         xlabel="epoch",
         ylabel="largest ‖g‖ in the epoch (before clipping)",
     )
-    axes[1].legend(fontsize=6, ncol=2)
+    legend_below(axes[1], ncol=3)
     save(
         fig,
         path,
@@ -122,7 +122,7 @@ def _positive_errorbar(estimates: list[dict[str, Any]]) -> tuple[list[float], An
 
 def plot_spectra(results: dict[str, Any], path: Path) -> None:
     pyplot = plt()
-    fig, axes = pyplot.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = pyplot.subplots(1, 3, figsize=(16, 7.0))
     colors = pyplot.cm.tab10.colors
     iso = results["summary"]["isometry"]
     for color, r in zip(colors, results["spectra"]):
@@ -157,7 +157,7 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
             title=f"tanh, q* = {iso['q_star']:.3g}, L = {iso['depth']}",
         )
         axes[0].axvline(0.0, color="gray", ls=":", label="isometry: s² = 1 (theory mean)")
-        axes[0].legend(fontsize=8)
+        legend_below(axes[0])
     depths = [d["depth"] for d in results["spectra"][0]["depths"]]
     axes[2].plot(
         depths,
@@ -177,8 +177,8 @@ def plot_spectra(results: dict[str, Any], path: Path) -> None:
         ylabel="largest singular value s_max",
         title="s_max ± s.e. (solid: orthogonal, dashed: Gaussian)",
     )
-    axes[1].legend(fontsize=6)
-    axes[2].legend(fontsize=8)
+    legend_below(axes[1], fontsize=6)
+    legend_below(axes[2])
     save(
         fig,
         path,
@@ -226,7 +226,7 @@ def plot_signal(results: dict[str, Any], path: Path) -> None:
     save(
         fig,
         path,
-        f"Forward signal propagation in tanh networks (σb² = {results['config']['critical_sigma_b2']:g})",
+        f"Forward signal propagation in tanh networks (σb² = {results['config']['laws']['critical_sigma_b2']:g})",
     )
 
 
@@ -252,10 +252,21 @@ def plot_trainability(results: dict[str, Any], path: Path) -> None:
         ylabel="depth L (layers)",
     )
     ax.legend(loc="upper right", fontsize=8)
+    fig.text(
+        0.5,
+        0.01,
+        f"Descriptive only: {t['steps']} steps. Too few steps can leave trainable cells at chance (≈ 0.1), "
+        "so a dark cell is not evidence that the depth is untrainable.",
+        ha="center",
+        va="bottom",
+        fontsize=7,
+        wrap=True,
+    )
     save(
         fig,
         path,
         f"Trainability of tanh networks on digits ({t['steps']} SGD steps, width {t['width']}, σb² = {t['sigma_b2']:g})",
+        rect=(0, 0.07, 1, 0.95),
     )
 
 

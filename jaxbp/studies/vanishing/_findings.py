@@ -102,9 +102,29 @@ def _across_time_findings(results: dict[str, Any]) -> list[str]:
     t = results["across_time"]
     out = [
         f"Across time, {r['label']} (T = {r['time_steps']}, χ = {r['chi']:.3f}): ln‖∂L/∂h_t‖ changes by {pm(r['measured_rate'], '+.4f')} "
-        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f} (N = ∞, input norm fixed): {verdict(r['rate_error'])}."
+        f"per step back vs ½ ln χ = {r['predicted_rate']:+.4f} (N = ∞, input norm fixed; {verdict(r['rate_error'])}) and "
+        f"{r['input_norm_predicted_rate']:+.4f} with each step's input norm drawn (N = ∞; {verdict(r['input_norm_rate_error'])}); "
+        "what remains is finite width (H) and the weights' reuse across steps."
         for r in t["rnn"]
     ]
+    control = t.get("rnn_width_control", [])
+    if control:
+        by_sigma: dict[float, list[dict[str, Any]]] = {}
+        for r in control + [r for r in t["rnn"] if r["sigma_w2"] in {c["sigma_w2"] for c in control}]:
+            by_sigma.setdefault(r["sigma_w2"], []).append(r)
+        parts = [
+            f"σw² = {s:g}: "
+            + ", ".join(
+                f"H = {r['width']}: {pm(r['input_norm_rate_error'], '+.4f')}"
+                for r in sorted(rows, key=lambda r: r["width"])
+            )
+            for s, rows in sorted(by_sigma.items())
+        ]
+        out.append(
+            "Across time, width control (tanh RNN rate minus its N = ∞ input-norm prediction, by width H): "
+            + "; ".join(parts)
+            + ". A gap that shrinks as H grows is finite width, which no N = ∞ prediction carries."
+        )
     effect = t["forget_bias_effect"]
     rates = ", ".join(f"{r['forget_bias']:g}: {pm(r['measured_rate'], '+.4f')}" for r in t["lstm"])
     out.append(
@@ -130,14 +150,14 @@ def findings(results: dict[str, Any]) -> list[str]:
             or "none measured (every seed count is below the minimum)"
         )
         + " (calibration table at the end).",
-        f"Growth rate of ln‖δ‖ over {e['settings']} settings ({results['config']['seeds']} independent networks each): "
+        f"Growth rate of ln‖δ‖ over {e['settings']} settings ({results['config']['grid']['seeds']} independent networks each): "
         f"|measured − ½ ln χ1| median {e['absolute_median']:.4f}, max {e['absolute_max']:.4f} per layer ({e['absolute_max_setting']}); "
         f"relative error off criticality median {e['relative_median'] or 0:.2%}, max {e['relative_max'] or 0:.2%}. These gaps are "
         "the layer-wise transient and the finite-width offset (E ln‖δ‖ vs ½ ln E‖δ‖², O(1/N) per layer); the verdicts compare "
         "with an exact width-N simulation of the same setting (see the table). "
         + (
-            f"No verdicts: {results['config']['seeds']} seeds < {MIN_SEEDS}."
-            if results["config"]["seeds"] < MIN_SEEDS
+            f"No verdicts: {results['config']['grid']['seeds']} seeds < {MIN_SEEDS}."
+            if results["config"]["grid"]["seeds"] < MIN_SEEDS
             else f"Settings that differ from it: {', '.join(e['significant'])}."
             if e["significant"]
             else "No setting differs from it."
@@ -217,11 +237,12 @@ def findings(results: dict[str, Any]) -> list[str]:
             )
         )
     out.extend(_across_time_findings(results))
-    out.append(
-        f"Trainability ({results['trainability']['steps']} SGD steps, one learning rate): the table is descriptive. The earlier "
-        "claim that cells within 6ξ_c train and cells beyond do not is withdrawn: in this grid it is carried by depth (at L ≥ 60 "
-        "every σw² stays at chance, critical included), and too few steps leave trainable cells at chance."
-    )
+    if "trainability" in results:
+        out.append(
+            f"Trainability ({results['trainability']['steps']} SGD steps, one learning rate): the table is descriptive. The earlier "
+            "claim that cells within 6ξ_c train and cells beyond do not is withdrawn: it was carried by depth (in the default grid "
+            "of 2026-12-03 every σw² stayed at chance at L = 60, critical included), and too few steps leave trainable cells at chance."
+        )
     for r in results["training"]:
         out.append(
             f"Training {r['label']} at depth {r['depth']} (lr {r['learning_rate']:g}): final test accuracy {pm(r['final_test_accuracy'])}."

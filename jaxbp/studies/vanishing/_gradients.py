@@ -26,9 +26,11 @@ import numpy as np
 from jaxbp import diagnostics, nn, theory
 from jaxbp import init as initializers
 from jaxbp.studies.vanishing._config import (
+    FiniteWidthConfig,
+    GridConfig,
+    Laws,
     NetworkSpec,
     ResolvedInit,
-    StudyConfig,
     build_network,
     resolve_init,
     setting_key,
@@ -153,7 +155,7 @@ def delta_statistics(
     spec: NetworkSpec,
     depth: int,
     width: int,
-    config: StudyConfig,
+    laws: Laws,
     x: jax.Array,
     key: jax.Array,
     seeds: int,
@@ -164,7 +166,7 @@ def delta_statistics(
     of ``--full`` would otherwise hold every seed's weights at once: 64 seeds of 60 layers of
     512 x 512 in float64 are 8 GiB); each chunk draws from its own keys.
     """
-    resolved = resolve_init(spec, width, config)
+    resolved = resolve_init(spec, width, laws)
     network = build_network(spec, depth, width, width, resolved.dense)
     init_key, direction_key = jax.random.split(setting_key(key, spec.name, depth, width))
     keys = jax.random.split(init_key, seeds)
@@ -189,17 +191,17 @@ def seed_chunk(seeds: int, bytes_per_seed: int, budget: int = CHUNK_BYTES) -> in
 
 
 def measure_gradients(
-    spec: NetworkSpec, depth: int, config: StudyConfig, x: jax.Array, key: jax.Array
+    spec: NetworkSpec, depth: int, grid: GridConfig, laws: Laws, x: jax.Array, key: jax.Array
 ) -> dict[str, Any]:
-    """Per-layer gradient statistics of ``spec`` at ``depth`` over ``config.seeds`` networks, with
-    its mean-field predictions (plain networks).  Call under ``jax.enable_x64(True)``."""
-    width = config.width
-    resolved, stats = delta_statistics(spec, depth, width, config, x, key, config.seeds)
+    """Per-layer gradient statistics of ``spec`` at ``depth`` over ``grid.seeds`` networks of width
+    ``grid.width``, with its mean-field predictions (plain networks).  Call under ``jax.enable_x64(True)``."""
+    width = grid.width
+    resolved, stats = delta_statistics(spec, depth, width, laws, x, key, grid.seeds)
     tick(f"{spec.name} L={depth}")
     delta = np.asarray(stats.delta_norm, dtype=np.float64)  # (seeds, L)
     with np.errstate(divide="ignore"):
         log_delta = np.log(delta)
-    window = fit_window(depth, config.fit_skip_fraction)
+    window = fit_window(depth, laws.fit_skip_fraction)
     rates = growth_rates(log_delta, window)
     weights = None if stats.weight_grad_norm is None else np.asarray(stats.weight_grad_norm, np.float64)
     record: dict[str, Any] = {
@@ -221,7 +223,7 @@ def measure_gradients(
     if spec.has_mean_field_theory:
         record.update(_mean_field_predictions(spec, resolved, depth, stats, log_delta, window, record["measured_rate"]))
         reference = reference_log_delta_norms(
-            spec, depth, width, config, x, setting_key(key, "reference", spec.name, depth, width), config.seeds
+            spec, depth, width, laws, x, setting_key(key, "reference", spec.name, depth, width), grid.seeds
         )
         reference_rates = growth_rates(reference, window)
         record["reference_rate_per_seed"] = reference_rates.tolist()
@@ -267,13 +269,8 @@ def _mean_field_predictions(
     }
 
 
-#: The width-N reference of the finite-width section draws this many times the measured seeds
-#: (single-input networks are cheap; its own noise then adds little to a comparison).
-REFERENCE_SEED_FACTOR = 4
-
-
-def finite_width(config: StudyConfig, x_one: jax.Array, key: jax.Array) -> list[dict[str, Any]]:
-    r""":math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|)` over ``finite_seeds`` single-input networks per
+def finite_width(finite: FiniteWidthConfig, laws: Laws, x_one: jax.Array, key: jax.Array) -> list[dict[str, Any]]:
+    r""":math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|)` over ``finite.seeds`` single-input networks per
     (activation, width, depth), against the exact width-N reference of the same setting
     (:mod:`._reference`; the verdict compares log variances) and, for scale, the first-order
     gradient-independence formula :math:`\kappa (L-1)/N` (:func:`jaxbp.theory.log_gradient_variance_rate`),
@@ -284,18 +281,18 @@ def finite_width(config: StudyConfig, x_one: jax.Array, key: jax.Array) -> list[
     ]
     records = []
     for spec in specs:
-        for width in config.finite_widths:
-            for depth in config.finite_depths:
-                resolved, stats = delta_statistics(spec, depth, width, config, x_one, key, config.finite_seeds)
+        for width in finite.widths:
+            for depth in finite.depths:
+                resolved, stats = delta_statistics(spec, depth, width, laws, x_one, key, finite.seeds)
                 log_delta = np.log(np.asarray(stats.delta_norm, dtype=np.float64))
                 reference = reference_log_delta_norms(
                     spec,
                     depth,
                     width,
-                    config,
+                    laws,
                     x_one,
                     setting_key(key, "reference", spec.name, depth, width),
-                    REFERENCE_SEED_FACTOR * config.finite_seeds,
+                    finite.reference_factor * finite.seeds,
                 )
                 tick(f"{spec.name} N={width} L={depth}")
                 kappa = theory.log_gradient_variance_rate(resolved.sigma_w2, resolved.sigma_b2, spec.activation)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.studies.vanishing._config import NetworkSpec, ResolvedInit, StudyConfig, resolve_init
+from jaxbp.studies.vanishing._config import Laws, NetworkSpec, ResolvedInit, resolve_init
 
 
 class LayerLaw(NamedTuple):
@@ -56,12 +56,12 @@ _DERIVATIVES: dict[str, tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Ar
 
 
 def layer_laws(
-    spec: NetworkSpec, resolved: ResolvedInit, fan_in: int, width: int, config: StudyConfig
+    spec: NetworkSpec, resolved: ResolvedInit, fan_in: int, width: int, laws: Laws
 ) -> tuple[LayerLaw, LayerLaw]:
     """The laws of the first (``fan_in x width``) and of every later (``width x width``) layer of ``spec``."""
     bias = math.sqrt(resolved.sigma_b2)
     if spec.init == "naive":
-        return LayerLaw("gaussian", config.naive_stddev, 0.0), LayerLaw("gaussian", config.naive_stddev, 0.0)
+        return LayerLaw("gaussian", laws.naive_stddev, 0.0), LayerLaw("gaussian", laws.naive_stddev, 0.0)
     if spec.init == "glorot":
         return LayerLaw("gaussian", math.sqrt(2 / (fan_in + width)), 0.0), LayerLaw(
             "gaussian", math.sqrt(1 / width), 0.0
@@ -169,9 +169,9 @@ def simulate_log_delta_norms(
 
 
 def reference_log_delta_norms(
-    spec: NetworkSpec, depth: int, width: int, config: StudyConfig, x: jax.Array, key: jax.Array, seeds: int
+    spec: NetworkSpec, depth: int, width: int, laws: Laws, x: jax.Array, key: jax.Array, seeds: int
 ) -> np.ndarray:
     """:func:`simulate_log_delta_norms` of ``spec``'s law (a plain network); ``key`` must not be the measurement's."""
-    resolved = resolve_init(spec, width, config)
-    first, hidden = layer_laws(spec, resolved, x.shape[-1], width, config)
+    resolved = resolve_init(spec, width, laws)
+    first, hidden = layer_laws(spec, resolved, x.shape[-1], width, laws)
     return simulate_log_delta_norms(key, x, spec.activation, depth, width, first, hidden, seeds)

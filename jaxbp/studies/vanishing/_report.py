@@ -49,7 +49,7 @@ def finite_or_none(value: Any) -> Any:
 
 def write_report(results: dict[str, Any], out_dir: Path) -> Path:
     """Write ``report.md`` (findings, figures, tables, calibration) and ``slope_table.md``."""
-    config = results["config"]
+    config = results["config"]["grid"]
     deepest = max(config["depths"])
     (out_dir / "slope_table.md").write_text(tables.slope_table_markdown(results))
     sections = [
@@ -80,11 +80,16 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
         "## 4. Jacobian spectra\n\n![spectra](jacobian_spectra.png)\n\n" + tables.spectrum_table(results),
         "## 5. Signal propagation and trainability\n\n![signal](signal_propagation.png)\n\n"
         + tables.signal_table(results)
-        + "\n![trainability](trainability.png)\n\n"
-        + tables.trainability_table(results),
+        + (
+            "\n![trainability](trainability.png)\n\n" + tables.trainability_table(results)
+            if "trainability" in results
+            else "\nThe trainability grid (descriptive only, no verdict) is not part of this run; `--full` runs it.\n"
+        ),
         "## 6. Finite width\n\n![finite width](finite_width.png)\n\n" + tables.finite_width_table(results),
         "## 7. Across time: recurrent networks\n\n![across time](across_time.png)\n\n"
-        + tables.across_time_table(results),
+        + tables.across_time_table(results)
+        + "\nWidth control: the tanh RNN at other widths H (what finite width adds to the N = ∞ prediction "
+        "with the input norm drawn per step):\n\n" + tables.width_control_table(results),
         "## All grid settings\n\n" + tables.slope_table_markdown(results),
         "## Calibration of the verdicts\n\nEach verdict type run on synthetic data where the null hypothesis is exact "
         "(the study's own samples resampled with replacement, at its seed counts):\n\n"
@@ -103,6 +108,8 @@ def write_outputs(results: dict[str, Any], out_dir: Path, *, figures: bool = Tru
     paths = []
     if figures:
         for name, plot in FIGURES.items():
+            if name == "trainability.png" and "trainability" not in clean:
+                continue  # a run without the (descriptive) trainability grid
             plot(clean, out_dir / name)
             paths.append(out_dir / name)
     return [

@@ -61,12 +61,12 @@ def _environment() -> dict[str, Any]:
     }
 
 
-def _xi_c_curve(config: StudyConfig) -> dict[str, list[float]]:
+def _xi_c_curve(sigma_w2s: Sequence[float], sigma_b2: float) -> dict[str, list[float]]:
     """:math:`\\xi_c(\\sigma_w^2)` on a fine grid over the heatmap's range (for the 6 xi_c overlay)."""
-    grid = np.linspace(min(config.heat_sigma_w2s), max(config.heat_sigma_w2s), 41)
+    grid = np.linspace(min(sigma_w2s), max(sigma_w2s), 41)
     return {
         "sigma_w2": grid.tolist(),
-        "xi_c": [theory.correlation_depth_scale(float(s), config.critical_sigma_b2, "tanh") for s in grid],
+        "xi_c": [theory.correlation_depth_scale(float(s), sigma_b2, "tanh") for s in grid],
     }
 
 
@@ -85,44 +85,66 @@ SECTIONS = (
 _MEASUREMENTS = SECTIONS[:6]  # float64, on fixed digits inputs
 
 
+def sections_of(config: StudyConfig) -> tuple[str, ...]:
+    """The sections ``config`` runs: all of :data:`SECTIONS`, the descriptive trainability grid only if asked."""
+    return tuple(name for name in SECTIONS if name != "trainability" or config.trainability is not None)
+
+
 def run_section(name: str, config: StudyConfig, key: jax.Array) -> dict[str, Any]:
-    """One section of the study: the entries it adds to ``results.json``."""
+    """One section of the study: the entries it adds to ``results.json``.  Each section function
+    receives its own part of ``config``, the shared laws and the base seed, nothing else."""
     if name not in SECTIONS:
         raise ValueError(f"vanishing study: unknown section {name!r}; sections: {', '.join(SECTIONS)}")
     if name in _MEASUREMENTS:
         digits_train = data.digits("train", dtype=np.float64)[0]
         with jax.enable_x64(True):
             return _measurement(name, config, key, digits_train)
-    dataset = data.digits()
+    dataset, laws = data.digits(), config.laws
     if name == "training":
-        return {"training": _training.training_curves(training_specs(config), config, dataset, key)}
+        return {
+            "training": _training.training_curves(
+                training_specs(laws), config.training, laws, dataset, key, config.seed
+            )
+        }
     if name == "clipping":
-        return {"clipping": _training.clipping_study(exploding_spec(config), config, dataset, key)}
+        spec = exploding_spec(config.remedies, laws)
+        return {"clipping": _training.clipping_study(spec, config.training, laws, dataset, key, config.seed)}
+    heat_config = config.trainability
+    if heat_config is None:
+        raise ValueError("vanishing study: this configuration has no trainability section (trainability=None)")
     heat = _training.trainability(
-        config, dataset, key, lambda s: theory.correlation_depth_scale(s, config.critical_sigma_b2, "tanh")
+        heat_config,
+        laws,
+        dataset,
+        key,
+        config.seed,
+        lambda s: theory.correlation_depth_scale(s, laws.critical_sigma_b2, "tanh"),
     )
-    return {"trainability": {**heat, "xi_c_curve": _xi_c_curve(config)}}
+    return {"trainability": {**heat, "xi_c_curve": _xi_c_curve(heat_config.sigma_w2s, laws.critical_sigma_b2)}}
 
 
 def _measurement(name: str, config: StudyConfig, key: jax.Array, digits_train: np.ndarray) -> dict[str, Any]:
-    x = jnp.asarray(digits_train[: config.batch_size])
+    grid, laws = config.grid, config.laws
+    x = jnp.asarray(digits_train[: grid.batch_size])
     if name == "gradient_grid":
-        grid = [_gradients.measure_gradients(s, d, config, x, key) for d in config.depths for s in grid_specs(config)]
-        return {"grid": grid}
-    if name == "remedies":
+        records = [
+            _gradients.measure_gradients(s, d, grid, laws, x, key) for d in grid.depths for s in grid_specs(grid)
+        ]
+        return {"grid": records}
+    if name == "remedies":  # the grid's width, batch and seeds at the remedies' depth
         remedies = [
-            _gradients.measure_gradients(s, config.remedy_depth, config, x, key)
-            for s in remedy_specs(config) + [exploding_spec(config)]
+            _gradients.measure_gradients(s, config.remedies.depth, grid, laws, x, key)
+            for s in remedy_specs(laws) + [exploding_spec(config.remedies, laws)]
         ]
         return {"remedies": remedies[:-1], "exploding_profile": remedies[-1]}
     if name == "finite_width":
-        return {"finite_width": _gradients.finite_width(config, jnp.asarray(digits_train[:1]), key)}
+        return {"finite_width": _gradients.finite_width(config.finite_width, laws, jnp.asarray(digits_train[:1]), key)}
     if name == "spectra":
-        return {"spectra": _spectra.jacobian_spectra(config, key)}
+        return {"spectra": _spectra.jacobian_spectra(config.spectra, laws, key)}
     if name == "signal":
-        signal = _spectra.signal_propagation(config, jnp.asarray(digits_train[:2]), signal_sigma_w2s(config), key)
-        return {"signal": signal}
-    return {"across_time": _across_time.across_time(config, key)}
+        x_pair, sigma_w2s = jnp.asarray(digits_train[:2]), signal_sigma_w2s(config.signal, laws)
+        return {"signal": _spectra.signal_propagation(config.signal, laws, x_pair, sigma_w2s, key)}
+    return {"across_time": _across_time.across_time(config.across_time, laws, key)}
 
 
 def run_study(
@@ -158,7 +180,7 @@ def run_study(
         "config": config.to_dict(),
         "environment": _environment(),
     }
-    for name in SECTIONS:
+    for name in sections_of(config):
         results.update(section(name, lambda: run_section(name, config, key)))  # noqa: B023  (called at once)
     results["timing"] = timing
     section("report", lambda: _report.write_outputs(results, out))
@@ -216,14 +238,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
     """The preset chosen by ``--full``/``--tiny`` (else ``default``) with the overrides applied."""
     preset = "full" if args.full else "tiny" if args.tiny else "default"
-    overrides = {
-        "depths": tuple(args.depths) if args.depths else None,
-        "seeds": args.seeds,
-        "width": args.width,
-        "train_epochs": args.epochs,
-        "seed": args.seed,
-    }
-    return PRESETS[preset].replace(**{k: v for k, v in overrides.items() if v is not None})
+    grid = {"depths": tuple(args.depths) if args.depths else None, "seeds": args.seeds, "width": args.width}
+    changes: dict[str, Any] = {"grid": {k: v for k, v in grid.items() if v is not None}}
+    if args.width is not None:  # the signal section measures networks of the grid's width
+        changes["signal"] = {"width": args.width}
+    if args.epochs is not None:
+        changes["training"] = {"epochs": args.epochs}
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    return PRESETS[preset].replace(**changes)
 
 
 def next_run_directory(parent: Path) -> Path:

@@ -3,34 +3,34 @@
 from __future__ import annotations
 
 from jaxbp import theory
-from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig
+from jaxbp.studies.vanishing._config import GridConfig, Laws, NetworkSpec, RemediesConfig, SignalConfig, SpectraConfig
 
 
-def grid_specs(config: StudyConfig) -> list[NetworkSpec]:
+def grid_specs(grid: GridConfig) -> list[NetworkSpec]:
     """The gradient grid: every activation x init of the config (plain networks)."""
-    return [NetworkSpec(a, i, label=f"{a} + {i}") for a in config.activations for i in config.inits]
+    return [NetworkSpec(a, i, label=f"{a} + {i}") for a in grid.activations for i in grid.inits]
 
 
-def critical_label(config: StudyConfig, activation: str = "tanh") -> str:
-    sigma_w2 = theory.critical_sigma_w2(config.critical_sigma_b2, activation)
-    return f"σw²={sigma_w2:.6g}, σb²={config.critical_sigma_b2:g}"
+def critical_label(laws: Laws, activation: str = "tanh") -> str:
+    sigma_w2 = theory.critical_sigma_w2(laws.critical_sigma_b2, activation)
+    return f"σw²={sigma_w2:.6g}, σb²={laws.critical_sigma_b2:g}"
 
 
-def remedy_specs(config: StudyConfig) -> list[NetworkSpec]:
-    """Two vanishing baselines and the remedies, at ``remedy_depth``."""
+def remedy_specs(laws: Laws) -> list[NetworkSpec]:
+    """Two vanishing baselines and the remedies (run at the remedies section's depth)."""
     return [
         NetworkSpec("sigmoid", "glorot", label="sigmoid + Glorot", baseline=True),
         NetworkSpec("sigmoid", "glorot", residual=True, label="sigmoid + Glorot + residual"),
         NetworkSpec("sigmoid", "glorot", batch_norm=True, label="sigmoid + Glorot + batch norm"),
         NetworkSpec("relu", "glorot", label="ReLU + Glorot", baseline=True),
         NetworkSpec("relu", "he", label="ReLU + He"),
-        NetworkSpec("tanh", "critical", label=f"tanh at criticality ({critical_label(config)})"),
+        NetworkSpec("tanh", "critical", label=f"tanh at criticality ({critical_label(laws)})"),
     ]
 
 
-def exploding_spec(config: StudyConfig) -> NetworkSpec:
+def exploding_spec(remedies: RemediesConfig, laws: Laws) -> NetworkSpec:
     r"""tanh with :math:`\sigma_w^2 = 4` (chaotic phase: :math:`\chi_1 > 1`)."""
-    s, sigma_b2 = config.exploding_sigma_w2, config.critical_sigma_b2
+    s, sigma_b2 = remedies.exploding_sigma_w2, laws.critical_sigma_b2
     return NetworkSpec(
         "tanh",
         "mean_field",
@@ -40,21 +40,21 @@ def exploding_spec(config: StudyConfig) -> NetworkSpec:
     )
 
 
-def training_specs(config: StudyConfig) -> list[NetworkSpec]:
+def training_specs(laws: Laws) -> list[NetworkSpec]:
     """Deep sigmoid vs ReLU + He vs residual vs batch norm vs tanh at criticality."""
     return [
         NetworkSpec("sigmoid", "glorot", label="sigmoid + Glorot", baseline=True),
         NetworkSpec("relu", "he", label="ReLU + He"),
         NetworkSpec("sigmoid", "glorot", residual=True, label="sigmoid + Glorot + residual"),
         NetworkSpec("sigmoid", "glorot", batch_norm=True, label="sigmoid + Glorot + batch norm"),
-        NetworkSpec("tanh", "critical", label=f"tanh at criticality ({critical_label(config)})"),
+        NetworkSpec("tanh", "critical", label=f"tanh at criticality ({critical_label(laws)})"),
     ]
 
 
-def spectrum_specs(config: StudyConfig) -> list[NetworkSpec]:
+def spectrum_specs(spectra: SpectraConfig) -> list[NetworkSpec]:
     """Gaussian and orthogonal tanh on the critical line at each ``q*``, and ReLU + He (both weight kinds)."""
     specs = []
-    for q_star in config.spectrum_q_stars:
+    for q_star in spectra.q_stars:
         sigma_w2, sigma_b2 = theory.critical_line_point(q_star, "tanh")
         for init, kind in (
             ("mean_field", "Gaussian"),
@@ -67,7 +67,7 @@ def spectrum_specs(config: StudyConfig) -> list[NetworkSpec]:
     return specs
 
 
-def signal_sigma_w2s(config: StudyConfig) -> list[float]:
+def signal_sigma_w2s(signal: SignalConfig, laws: Laws) -> list[float]:
     """The signal-propagation weight variances, with 0.0 replaced by tanh's critical value."""
-    critical = theory.critical_sigma_w2(config.critical_sigma_b2, "tanh")
-    return [critical if s == 0.0 else s for s in config.signal_sigma_w2s]
+    critical = theory.critical_sigma_w2(laws.critical_sigma_b2, "tanh")
+    return [critical if s == 0.0 else s for s in signal.sigma_w2s]

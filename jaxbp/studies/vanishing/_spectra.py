@@ -25,7 +25,15 @@ import numpy as np
 
 from jaxbp import init as initializers
 from jaxbp import nn, ops, theory
-from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_network, resolve_init, setting_key
+from jaxbp.studies.vanishing._config import (
+    Laws,
+    NetworkSpec,
+    SignalConfig,
+    SpectraConfig,
+    build_network,
+    resolve_init,
+    setting_key,
+)
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._settings import spectrum_specs
@@ -97,16 +105,16 @@ def _forward_function(depth: int, width: int) -> Callable:
     return jax.jit(jax.vmap(functools.partial(_recorded_forward, network), in_axes=(0, None)))
 
 
-def jacobian_spectra(config: StudyConfig, key: jax.Array) -> list[dict[str, Any]]:
+def jacobian_spectra(spectra: SpectraConfig, laws: Laws, key: jax.Array) -> list[dict[str, Any]]:
     """One record per spectrum setting (see :func:`spectrum_specs`) with per-depth statistics."""
     width, depths, seeds = (
-        config.spectrum_width,
-        tuple(config.spectrum_depths),
-        config.spectrum_seeds,
+        spectra.width,
+        tuple(spectra.depths),
+        spectra.seeds,
     )
     records = []
-    for spec in spectrum_specs(config):
-        resolved = resolve_init(spec, width, config)
+    for spec in spectrum_specs(spectra):
+        resolved = resolve_init(spec, width, laws)
         network = build_network(spec, max(depths), width, width, resolved.dense)
         init_key, input_key = jax.random.split(setting_key(key, "spectrum", spec.name, width))
         params = init_stacked(network, resolved.dense, jax.random.split(init_key, seeds), (width,))
@@ -157,14 +165,14 @@ def jacobian_spectra(config: StudyConfig, key: jax.Array) -> list[dict[str, Any]
 
 
 def signal_propagation(
-    config: StudyConfig, x_pair: jax.Array, sigma_w2s: list[float], key: jax.Array
+    signal: SignalConfig, laws: Laws, x_pair: jax.Array, sigma_w2s: list[float], key: jax.Array
 ) -> list[dict[str, Any]]:
     """Measured :math:`q_l, c_l` of two inputs vs the mean-field maps, tanh at each ``sigma_w2``."""
     depth, width, seeds, sigma_b2 = (
-        config.signal_depth,
-        config.width,
-        config.signal_seeds,
-        config.critical_sigma_b2,
+        signal.depth,
+        signal.width,
+        signal.seeds,
+        laws.critical_sigma_b2,
     )
     records = []
     for sigma_w2 in sigma_w2s:
@@ -175,7 +183,7 @@ def signal_propagation(
             sigma_b2=sigma_b2,
             label=f"tanh, σw²={sigma_w2:.6g}",
         )
-        resolved = resolve_init(spec, width, config)
+        resolved = resolve_init(spec, width, laws)
         network = build_network(spec, depth, width, width, resolved.dense)
         params = init_stacked(
             network,

@@ -188,21 +188,42 @@ def trainability_table(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def across_time_table(results: dict[str, Any]) -> str:
-    """Rate of ln‖∂L/∂h_t‖ per step back in time: tanh RNN vs ½ ln χ, LSTM by forget-gate bias."""
+def width_control_table(results: dict[str, Any]) -> str:
+    """The tanh RNN's rate minus its N = ∞ input-norm prediction at several widths H (the main width included)."""
+    t = results["across_time"]
+    control = t.get("rnn_width_control", [])
+    sigma_w2s = {r["sigma_w2"] for r in control}
+    records = control + [r for r in t["rnn"] if r["sigma_w2"] in sigma_w2s]
     lines = [
-        "| cell | T | H | χ | predicted ½ln χ | measured rate ± s.e. | measured − predicted | verdict | ln(‖∂L/∂h_1‖/‖∂L/∂h_T‖) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| σw² | H | measured rate ± s.e. | N = ∞, input norm drawn | measured − prediction | verdict |",
+        "|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in sorted(records, key=lambda r: (r["sigma_w2"], r["width"])):
+        lines.append(
+            f"| {r['sigma_w2']:g} | {r['width']} | {pm(r['measured_rate'], '+.4f')} | {r['input_norm_predicted_rate']:+.4f} | "
+            f"{pm(r['input_norm_rate_error'], '+.4f')} | {verdict(r['input_norm_rate_error'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def across_time_table(results: dict[str, Any]) -> str:
+    """Rate of ln‖∂L/∂h_t‖ per step back in time: tanh RNN vs ½ ln χ and vs the N = ∞ rate with the
+    input norm drawn per step (the verdict), LSTM by forget-gate bias."""
+    lines = [
+        "| cell | T | H | χ | ½ln χ (input norm fixed) | N = ∞, input norm drawn | measured rate ± s.e. | "
+        "measured − ½ln χ | measured − input-norm rate | verdict | ln(‖∂L/∂h_1‖/‖∂L/∂h_T‖) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     t = results["across_time"]
     for r in t["rnn"]:
         lines.append(
             f"| {r['label']} | {r['time_steps']} | {r['width']} | {fmt(r['chi'], '.4f')} | {r['predicted_rate']:+.4f} | "
-            f"{pm(r['measured_rate'], '+.4f')} | {pm(r['rate_error'], '+.4f')} | {verdict(r['rate_error'])} | {pm(r['log_first_to_last'], '+.2f')} |"
+            f"{r['input_norm_predicted_rate']:+.4f} | {pm(r['measured_rate'], '+.4f')} | {pm(r['rate_error'], '+.4f')} | "
+            f"{pm(r['input_norm_rate_error'], '+.4f')} | {verdict(r['input_norm_rate_error'])} | {pm(r['log_first_to_last'], '+.2f')} |"
         )
     for r in t["lstm"]:
         lines.append(
-            f"| {r['label']} | {r['time_steps']} | {r['width']} | — | — | {pm(r['measured_rate'], '+.4f')} | — | — | "
+            f"| {r['label']} | {r['time_steps']} | {r['width']} | — | — | — | {pm(r['measured_rate'], '+.4f')} | — | — | — | "
             f"{pm(r['log_first_to_last'], '+.2f')} |"
         )
     return "\n".join(lines) + "\n"

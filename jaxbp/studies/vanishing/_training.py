@@ -23,7 +23,15 @@ import optax
 
 from jaxbp import data, train
 from jaxbp import init as initializers
-from jaxbp.studies.vanishing._config import NetworkSpec, StudyConfig, build_network, resolve_init, setting_key
+from jaxbp.studies.vanishing._config import (
+    Laws,
+    NetworkSpec,
+    TrainabilityConfig,
+    TrainingConfig,
+    build_network,
+    resolve_init,
+    setting_key,
+)
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import difference, estimate, rows
@@ -137,19 +145,20 @@ def _params(
     spec: NetworkSpec,
     depth: int,
     width: int,
-    config: StudyConfig,
+    laws: Laws,
+    batch_size: int,
     dataset: data.Dataset,
     key: jax.Array,
     runs: int,
 ) -> Any:
-    resolved = resolve_init(spec, width, config)
+    resolved = resolve_init(spec, width, laws)
     network = build_network(spec, depth, width, dataset.num_classes, resolved.dense)
     keys = jax.random.split(setting_key(key, "train", spec.name, depth, width), runs)
     return init_stacked(
         network,
         resolved.dense,
         keys,
-        (config.train_batch_size, dataset.x_train.shape[1]),
+        (batch_size, dataset.x_train.shape[1]),
     )
 
 
@@ -166,16 +175,16 @@ def _record(curves: dict[str, np.ndarray], index: Any) -> dict[str, Any]:
 
 
 def training_curves(
-    specs: list[NetworkSpec], config: StudyConfig, dataset: data.Dataset, key: jax.Array
+    specs: list[NetworkSpec], config: TrainingConfig, laws: Laws, dataset: data.Dataset, key: jax.Array, seed: int
 ) -> list[dict[str, Any]]:
-    """Each spec at ``train_depth``, ``train_seeds`` seeds, learning rate ``config.learning_rate``."""
+    """Each spec at ``config.depth``, ``config.seeds`` seeds, learning rate ``config.learning_rate``."""
     records = []
     for spec in specs:
-        depth, width, seeds = config.train_depth, config.train_width, config.train_seeds
-        params = _params(spec, depth, width, config, dataset, key, seeds)
+        depth, width, seeds = config.depth, config.width, config.seeds
+        params = _params(spec, depth, width, laws, config.batch_size, dataset, key, seeds)
         curves = train_runs(spec, depth, width, params, np.full(seeds, config.learning_rate), dataset,
-                            epochs=config.train_epochs, batch_size=config.train_batch_size, clip_norm=None, seed=config.seed)  # fmt: skip
-        fields = setting_fields(spec, resolve_init(spec, width, config), depth, width)
+                            epochs=config.epochs, batch_size=config.batch_size, clip_norm=None, seed=seed)  # fmt: skip
+        fields = setting_fields(spec, resolve_init(spec, width, laws), depth, width)
         records.append(
             {
                 **fields,
@@ -186,23 +195,27 @@ def training_curves(
     return records
 
 
-def clipping_study(spec: NetworkSpec, config: StudyConfig, dataset: data.Dataset, key: jax.Array) -> dict[str, Any]:
-    """The exploding network trained over ``clipping_learning_rates``: clipped, unclipped, and unclipped at
+def clipping_study(
+    spec: NetworkSpec, config: TrainingConfig, laws: Laws, dataset: data.Dataset, key: jax.Array, seed: int
+) -> dict[str, Any]:
+    """The exploding network trained over ``config.clipping_learning_rates``: clipped, unclipped, and unclipped at
     the clipped run's effective rate :math:`\\eta\\,\\overline{\\min(1, c/\\|g\\|)}` (the learning-rate-matched control)."""
     depth, width, seeds, rates = (
-        config.train_depth,
-        config.train_width,
-        config.train_seeds,
+        config.depth,
+        config.width,
+        config.seeds,
         list(config.clipping_learning_rates),
     )
     common = {
-        "epochs": config.train_epochs,
-        "batch_size": config.train_batch_size,
-        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "seed": seed,
     }
 
     def run(learning_rates: list[float], clip: float | None) -> dict[str, np.ndarray]:
-        params = _params(spec, depth, width, config, dataset, key, seeds)  # the same seeds for every rate
+        params = _params(
+            spec, depth, width, laws, config.batch_size, dataset, key, seeds
+        )  # the same seeds for every rate
         stacked = jax.tree_util.tree_map(lambda a: jnp.concatenate([a] * len(learning_rates)), params)
         return train_runs(
             spec,
@@ -246,7 +259,7 @@ def clipping_study(spec: NetworkSpec, config: StudyConfig, dataset: data.Dataset
         )
         for kind in ("clipped", "unclipped")
     }
-    fields = setting_fields(spec, resolve_init(spec, width, config), depth, width)
+    fields = setting_fields(spec, resolve_init(spec, width, laws), depth, width)
     return {
         **fields,
         "clip_norm": config.clip_norm,
@@ -257,39 +270,39 @@ def clipping_study(spec: NetworkSpec, config: StudyConfig, dataset: data.Dataset
 
 
 def trainability(
-    config: StudyConfig,
+    config: TrainabilityConfig,
+    laws: Laws,
     dataset: data.Dataset,
     key: jax.Array,
+    seed: int,
     depth_scale: Callable[[float], float],
 ) -> dict[str, Any]:
-    """Test accuracy of tanh networks after ``heat_steps`` steps over ``heat_sigma_w2s`` x ``heat_depths``
+    """Test accuracy of tanh networks after ``config.steps`` steps over ``config.sigma_w2s`` x ``config.depths``
     (one compilation per depth, vmapped over :math:`\\sigma_w^2` and seeds), with :math:`6\\xi_c`."""
     sigma_b2, seeds, width = (
-        config.critical_sigma_b2,
-        config.heat_seeds,
-        config.heat_width,
+        laws.critical_sigma_b2,
+        config.seeds,
+        config.width,
     )
-    sigma_w2s = list(config.heat_sigma_w2s)
-    steps_per_epoch = data.num_batches(len(dataset.x_train), config.train_batch_size, drop_remainder=True)
-    epochs = math.ceil(config.heat_steps / steps_per_epoch)
-    accuracy = np.zeros((len(config.heat_depths), len(sigma_w2s), seeds))
-    for d, depth in enumerate(config.heat_depths):
+    sigma_w2s = list(config.sigma_w2s)
+    steps_per_epoch = data.num_batches(len(dataset.x_train), config.batch_size, drop_remainder=True)
+    epochs = math.ceil(config.steps / steps_per_epoch)
+    accuracy = np.zeros((len(config.depths), len(sigma_w2s), seeds))
+    for d, depth in enumerate(config.depths):
         specs = [NetworkSpec("tanh", "mean_field", sigma_w2=s, sigma_b2=sigma_b2) for s in sigma_w2s]
-        params = [_params(spec, depth, width, config, dataset, key, seeds) for spec in specs]
+        params = [_params(spec, depth, width, laws, config.batch_size, dataset, key, seeds) for spec in specs]
         stacked = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *params)
-        curves = train_runs(specs[0], depth, width, stacked, np.full(len(specs) * seeds, config.heat_learning_rate), dataset,
-                            epochs=epochs, batch_size=config.train_batch_size, clip_norm=None, seed=config.seed,
-                            steps=min(config.heat_steps, steps_per_epoch))  # fmt: skip
+        curves = train_runs(specs[0], depth, width, stacked, np.full(len(specs) * seeds, config.learning_rate), dataset,
+                            epochs=epochs, batch_size=config.batch_size, clip_norm=None, seed=seed,
+                            steps=min(config.steps, steps_per_epoch))  # fmt: skip
         accuracy[d] = np.nan_to_num(curves["test_accuracy"][:, -1], nan=0.1).reshape(len(specs), seeds)
     return {
-        "depths": list(config.heat_depths),
+        "depths": list(config.depths),
         "sigma_w2": sigma_w2s,
         "sigma_b2": sigma_b2,
-        "steps": epochs * min(config.heat_steps, steps_per_epoch),
-        "learning_rate": config.heat_learning_rate,
+        "steps": epochs * min(config.steps, steps_per_epoch),
+        "learning_rate": config.learning_rate,
         "width": width,
-        "test_accuracy": [
-            [estimate(accuracy[d, s]) for s in range(len(sigma_w2s))] for d in range(len(config.heat_depths))
-        ],
+        "test_accuracy": [[estimate(accuracy[d, s]) for s in range(len(sigma_w2s))] for d in range(len(config.depths))],
         "xi_c": [depth_scale(s) for s in sigma_w2s],
     }
