@@ -289,3 +289,20 @@ def test_module_entry_point_runs():
     )
     assert result.returncode == 0, result.stderr
     assert "--checkpoint-dir" in result.stdout and "--model-option KEY=VALUE" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["demo", "--xor-epochs", "-5"], "jaxbp demo: error: --xor-epochs must be >= 1, got -5"),
+        (
+            ["train", "--model", "transformer", "--data", "chars", "--model-option", "heads=3"],
+            "jaxbp train: error: dim=64 does not split into heads=3; choose heads from [1, 2, 4, 8, 16]",
+        ),
+    ],
+)
+def test_refusals_name_the_users_options(argv, message, capsys, monkeypatch, tmp_path):
+    """Refused before any work, in the words of the user's flags (not an MLIR error, not head_dim)."""
+    monkeypatch.chdir(tmp_path)
+    assert _refused(argv, capsys) == message
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.npz"))

@@ -62,6 +62,10 @@ def build_transformer(
 
     ``kv_heads`` < ``heads`` (dividing it) gives grouped-query attention; 0 means ``heads``.
     """
+    # Named by the builder's own options (the CLI's --model-option keys), not by the layer's head_dim.
+    if heads >= 1 and dim % heads:
+        divisors = [h for h in range(1, dim + 1) if dim % h == 0 and h <= 16]
+        raise ValueError(f"transformer: dim={dim} does not split into heads={heads}; choose heads from {divisors}")
     return transformer_lm(
         num_outputs,
         dim=dim,

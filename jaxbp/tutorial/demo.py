@@ -68,6 +68,8 @@ def print_three_layer() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.xor_epochs < 1:  # checked before the first example prints (and before any compile)
+        raise ValueError(f"--xor-epochs must be >= 1, got {args.xor_epochs}")
     print_single_neuron()
     print()
     print_graph_example()
