@@ -123,7 +123,7 @@ def test_settings_are_marked_by_the_baseline_field_and_draw_independent_keys():
         remedied = spec.residual or spec.batch_norm or spec.init in ("he", "critical")
         assert spec.baseline == (not remedied)
     root = jax.random.PRNGKey(0)
-    keys = {str(V._config.setting_key(root, name, 50, 128)) for name in ("relu-naive", "relu-glorot", "relu-he")}
+    keys = {str(V._networks.setting_key(root, name, 50, 128)) for name in ("relu-naive", "relu-glorot", "relu-he")}
     assert len(keys) == 3
 
 

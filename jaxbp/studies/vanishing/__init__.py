@@ -30,7 +30,6 @@ from jaxbp.studies.vanishing._config import (
     FiniteWidthConfig,
     GridConfig,
     Laws,
-    NetworkSpec,
     RemediesConfig,
     SignalConfig,
     SpectraConfig,
@@ -38,9 +37,8 @@ from jaxbp.studies.vanishing._config import (
     StudyConfigError,
     TrainabilityConfig,
     TrainingConfig,
-    build_network,
-    resolve_init,
 )
+from jaxbp.studies.vanishing._networks import NetworkSpec, build_network, resolve_init
 from jaxbp.studies.vanishing._run import (
     DEFAULT_OUT,
     add_arguments,

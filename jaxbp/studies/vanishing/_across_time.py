@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import diagnostics, theory
-from jaxbp.studies.vanishing._config import AcrossTimeConfig, Laws, setting_key
+from jaxbp.studies.vanishing._config import AcrossTimeConfig, Laws
+from jaxbp.studies.vanishing._networks import setting_key
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import difference, estimate, fit_window, growth_rates, rows
 

@@ -25,16 +25,8 @@ import numpy as np
 
 from jaxbp import diagnostics, nn, theory
 from jaxbp import init as initializers
-from jaxbp.studies.vanishing._config import (
-    FiniteWidthConfig,
-    GridConfig,
-    Laws,
-    NetworkSpec,
-    ResolvedInit,
-    build_network,
-    resolve_init,
-    setting_key,
-)
+from jaxbp.studies.vanishing._config import FiniteWidthConfig, GridConfig, Laws
+from jaxbp.studies.vanishing._networks import NetworkSpec, ResolvedInit, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._reference import reference_log_delta_norms
 from jaxbp.studies.vanishing._stats import (

@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbp.studies.vanishing._config import Laws, NetworkSpec, ResolvedInit, resolve_init
+from jaxbp.studies.vanishing._config import Laws
+from jaxbp.studies.vanishing._networks import NetworkSpec, ResolvedInit, resolve_init
 
 
 class LayerLaw(NamedTuple):

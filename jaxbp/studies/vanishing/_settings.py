@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from jaxbp import theory
-from jaxbp.studies.vanishing._config import GridConfig, Laws, NetworkSpec, RemediesConfig, SignalConfig, SpectraConfig
+from jaxbp.studies.vanishing._config import GridConfig, Laws, RemediesConfig, SignalConfig, SpectraConfig
+from jaxbp.studies.vanishing._networks import NetworkSpec
 
 
 def grid_specs(grid: GridConfig) -> list[NetworkSpec]:

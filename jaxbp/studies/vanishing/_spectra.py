@@ -25,16 +25,9 @@ import numpy as np
 
 from jaxbp import init as initializers
 from jaxbp import nn, ops, theory
-from jaxbp.studies.vanishing._config import (
-    Laws,
-    NetworkSpec,
-    SignalConfig,
-    SpectraConfig,
-    build_network,
-    resolve_init,
-    setting_key,
-)
+from jaxbp.studies.vanishing._config import Laws, SignalConfig, SpectraConfig
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
+from jaxbp.studies.vanishing._networks import NetworkSpec, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._settings import spectrum_specs
 from jaxbp.studies.vanishing._stats import difference, estimate, log_estimate, rows

@@ -23,16 +23,9 @@ import optax
 
 from jaxbp import data, train
 from jaxbp import init as initializers
-from jaxbp.studies.vanishing._config import (
-    Laws,
-    NetworkSpec,
-    TrainabilityConfig,
-    TrainingConfig,
-    build_network,
-    resolve_init,
-    setting_key,
-)
+from jaxbp.studies.vanishing._config import Laws, TrainabilityConfig, TrainingConfig
 from jaxbp.studies.vanishing._gradients import init_stacked, setting_fields
+from jaxbp.studies.vanishing._networks import NetworkSpec, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._progress import tick
 from jaxbp.studies.vanishing._stats import difference, estimate, rows
 
