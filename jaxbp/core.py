@@ -27,6 +27,7 @@ The validation helpers below give every public op the same style of error messag
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -112,12 +113,23 @@ def _describe(x: Any) -> str:
     return f"dtype {dtype}, shape {shape}" if shape is not None else f"type {dtype}"
 
 
+def as_array(op: str, name: str, x: Any) -> Array:
+    """``x`` as a JAX array; anything ``jnp.asarray`` cannot read (None, a string, a ragged list)
+    is a ``TypeError`` naming ``op`` and ``name``, raised before any work is done."""
+    if x is None or isinstance(x, (str, bytes)):
+        raise TypeError(f"{op}: {name} must be an array, got {type(x).__name__} {reprlib.repr(x)}")
+    try:
+        return jnp.asarray(x)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{op}: {name} cannot be read as an array ({reprlib.repr(x)}): {error}") from None
+
+
 def as_float_array(op: str, name: str, x: Any) -> Array:
-    """Return ``x`` as a JAX array, or raise ``TypeError`` if it is not floating point."""
+    """Return ``x`` as a JAX array, or raise ``TypeError`` if it is not floating point (or not an array)."""
     if not hasattr(x, "dtype"):
         if isinstance(x, (bool, int)):
             raise TypeError(f"{op}: {name} must be a floating-point array, got Python {type(x).__name__} {x!r}")
-        x = jnp.asarray(x)
+        x = as_array(op, name, x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"{op}: {name} must be a floating-point array, got {_describe(x)}")
     return jnp.asarray(x)

@@ -19,14 +19,24 @@ class HyperparameterError(TypeError, ValueError):
     """A hyper-parameter of the wrong type or out of range (catch it as either ``TypeError`` or ``ValueError``)."""
 
 
+def integer_or_none(value: Any) -> int | None:
+    """``value`` as a Python ``int`` if it is an integer scalar as JAX reads one (``__index__``), else
+    ``None``: bools, floats, strings, ``None`` and tracers are not."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def static_int(op: str, name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as a Python ``int``, checked to lie in ``[minimum, maximum]`` (either bound optional)."""
     if isinstance(value, (bool, np.bool_)):
         raise HyperparameterError(f"{op}: {name} must be an int, got the bool {bool(value)}")
-    try:
-        number = operator.index(value)
-    except TypeError:  # floats, strings, None, tracers
-        raise HyperparameterError(f"{op}: {name} must be a static int, got {type(value).__name__} {value!r}") from None
+    number = integer_or_none(value)
+    if number is None:  # floats, strings, None, tracers
+        raise HyperparameterError(f"{op}: {name} must be a static int, got {type(value).__name__} {value!r}")
     if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
         if maximum is None:
             bound = "a positive int" if minimum == 1 else f"an int >= {minimum}"

@@ -7,33 +7,19 @@ names the op and the value at fault.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from jaxbp.core import Array, require_rank
-from jaxbp.ops._inputs import float_input
+from jaxbp.core import Array, as_float_array, require_rank
 from jaxbp.reference.conv import Pairs, output_size, padding_pairs
-from jaxbp.validation import positive_int
-
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as a Python int when it is an integer scalar (NumPy ints included, bools not), else None."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
+from jaxbp.validation import integer_or_none, positive_int
 
 
 def spatial_ints(op: str, name: str, value: Any, num_spatial: int, minimum: int = 1) -> tuple[int, ...]:
     """An int or one int per spatial axis, each >= ``minimum``, as a tuple (stride, dilation, window)."""
-    single = _as_int(value)
+    single = integer_or_none(value)
     try:
-        values = (single,) * num_spatial if single is not None else tuple(_as_int(v) for v in value)
+        values = (single,) * num_spatial if single is not None else tuple(integer_or_none(v) for v in value)
     except TypeError:
         raise TypeError(f"{op}: {name} must be an int or {num_spatial} ints, got {value!r}") from None
     if len(values) != num_spatial or any(v is None for v in values):
@@ -52,13 +38,13 @@ def check_padding(op: str, padding: Any, num_spatial: int) -> str | int | tuple[
                 f'{op}: padding must be "SAME", "VALID", an int or {num_spatial} (lo, hi) pairs, got {padding!r}'
             )
         return padding
-    single = _as_int(padding)
+    single = integer_or_none(padding)
     if single is not None:
         if single < 0:
             raise ValueError(f"{op}: padding must be >= 0, got {single}")
         return single
     try:
-        pairs = tuple(tuple(_as_int(v) for v in p) for p in padding)
+        pairs = tuple(tuple(integer_or_none(v) for v in p) for p in padding)
     except TypeError:
         raise TypeError(
             f"{op}: padding must be a string, an int or {num_spatial} (lo, hi) pairs, got {padding!r}"
@@ -106,9 +92,9 @@ def checked_params(op: str, params: Any, x: Any, num_spatial: int) -> tuple[Arra
     if not isinstance(params, dict) or set(params) != {"w", "b"}:
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f'{op}: params must be a dict with keys "w" and "b", got {found}')
-    w = float_input(op, 'params["w"]', params["w"])
-    b = float_input(op, 'params["b"]', params["b"])
-    x = float_input(op, "x", x)
+    w = as_float_array(op, 'params["w"]', params["w"])
+    b = as_float_array(op, 'params["b"]', params["b"])
+    x = as_float_array(op, "x", x)
     layout = {1: "(N, W, C)", 2: "(N, H, W, C)"}[num_spatial]
     if x.ndim != num_spatial + 2:
         raise ValueError(f"{op}: x must have rank {num_spatial + 2} {layout}, got shape {tuple(x.shape)}")

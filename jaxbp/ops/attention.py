@@ -45,8 +45,7 @@ import numpy as np
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, accumulation_dtype, define_op, require_rank, static_float
-from jaxbp.ops._inputs import array_input, float_input
+from jaxbp.core import Array, accumulation_dtype, as_array, as_float_array, define_op, require_rank, static_float
 from jaxbp.reference.attention import causal_allowed, default_scale
 from jaxbp.validation import positive_int
 
@@ -321,7 +320,7 @@ _attention = define_op(_attention_primal, _attention_fwd, _attention_bwd, nondif
 
 def _check_mask(op: str, mask: Any, target: tuple[int, ...]) -> Array:
     """``mask`` as a 4-d boolean array broadcastable to ``target = (B, H, Tq, Tk)``."""
-    mask = array_input(op, "mask", mask)
+    mask = as_array(op, "mask", mask)
     if mask.dtype != jnp.bool_:
         raise TypeError(f"{op}: mask must be a boolean array (True = attend), got dtype {mask.dtype}")
     if mask.ndim > 4 or any(m not in (1, t) for m, t in zip(mask.shape[::-1], target[::-1])):
@@ -364,7 +363,7 @@ def attention(
     docstring for the one causal exception).
     """
     op = "attention"
-    q, k, v = (float_input(op, name, x) for name, x in (("q", q), ("k", k), ("v", v)))
+    q, k, v = (as_float_array(op, name, x) for name, x in (("q", q), ("k", k), ("v", v)))
     for name, x in (("q", q), ("k", k), ("v", v)):
         require_rank(op, name, x, rank=4)
     if not q.dtype == k.dtype == v.dtype:

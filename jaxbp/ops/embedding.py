@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import reference
-from jaxbp.core import Array, define_op, is_concrete, require_rank
-from jaxbp.ops._inputs import array_input, float_input
+from jaxbp.core import Array, as_array, as_float_array, define_op, is_concrete, require_rank
 from jaxbp.reference.embedding import valid_ids
 
 
@@ -50,9 +49,9 @@ def embedding(params: dict, ids: Any) -> Array:
     if not isinstance(params, dict) or set(params) != {"w"}:
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f'embedding: params must be a dict with the key "w", got {found}')
-    w = float_input("embedding", 'params["w"]', params["w"])
+    w = as_float_array("embedding", 'params["w"]', params["w"])
     require_rank("embedding", 'params["w"] (vocab, dim)', w, rank=2)
-    ids = array_input("embedding", "ids", ids)
+    ids = as_array("embedding", "ids", ids)
     if not jnp.issubdtype(ids.dtype, jnp.integer):
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype}")
     vocabulary_size = w.shape[0]

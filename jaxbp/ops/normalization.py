@@ -30,8 +30,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 from jaxbp import reference
-from jaxbp.core import Array, accumulation_dtype, define_op, require_rank, static_float
-from jaxbp.ops._inputs import float_input
+from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op, require_rank, static_float
 
 
 class BatchStatistics(NamedTuple):
@@ -175,7 +174,7 @@ def _gamma_beta(op: str, params: Any, x: Array) -> dict:
         raise ValueError(f"{op}: x has 0 features to normalize (shape {tuple(x.shape)})")
     checked = {}
     for name in ("gamma", "beta"):
-        value = float_input(op, f'params["{name}"]', params[name])
+        value = as_float_array(op, f'params["{name}"]', params[name])
         if tuple(value.shape) != (x.shape[-1],):
             raise ValueError(
                 f'{op}: params["{name}"] must have shape ({x.shape[-1]},) to match the features of x '
@@ -200,7 +199,7 @@ def _running_statistics(op: str, running: Any, num_features: int) -> BatchStatis
         raise TypeError(f"{op}: running must be a BatchStatistics(mean, var) pair, got {type(running).__name__}")
     statistics = []
     for name, value in zip(("mean", "var"), running):
-        value = float_input(op, f"running.{name}", value)
+        value = as_float_array(op, f"running.{name}", value)
         if tuple(value.shape) != (num_features,):
             raise ValueError(
                 f"{op}: running.{name} must have shape ({num_features},) to match the features of x, "
@@ -245,7 +244,7 @@ def batch_norm(
     stops its gradient).
     """
     op = "batch_norm"
-    x = float_input(op, "x", x)
+    x = as_float_array(op, "x", x)
     require_rank(op, "x", x, min_rank=2)
     params = _gamma_beta(op, params, x)
     eps = _check_eps(op, eps)
@@ -274,6 +273,6 @@ def layer_norm(params: dict, x: Array, *, eps: float = 1e-5) -> Array:
       ``y`` of the same shape, dtype promoted with the params. Same in train and eval.
     """
     op = "layer_norm"
-    x = float_input(op, "x", x)
+    x = as_float_array(op, "x", x)
     require_rank(op, "x", x, min_rank=1)
     return _layer_norm(_gamma_beta(op, params, x), x, _check_eps(op, eps))

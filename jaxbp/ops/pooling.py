@@ -43,8 +43,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, accumulation_dtype, define_op
-from jaxbp.ops._inputs import float_input
+from jaxbp.core import Array, accumulation_dtype, as_float_array, define_op
 from jaxbp.ops._spatial_checks import check_padding, require_windows_fit, spatial_ints
 from jaxbp.reference.conv import Pairs
 from jaxbp.reference.pooling import pool_geometry, window_counts, window_sum
@@ -206,7 +205,7 @@ _global_avg_pool = define_op(
 
 
 def _checked_pool_args(op: str, x: Any, window: Any, stride: Any, padding: Any) -> tuple[Array, tuple, tuple, Pairs]:
-    x = float_input(op, "x", x)
+    x = as_float_array(op, "x", x)
     if x.ndim != 4:
         raise ValueError(f"{op}: x must have rank 4 (N, H, W, C), got shape {tuple(x.shape)}")
     window = spatial_ints(op, "window", window, 2)
@@ -264,7 +263,7 @@ def global_avg_pool(x: Array) -> Array:
 
     Gradient: ``dx[n, p, c] = dy[n, c] / P`` for each of the ``P`` positions.
     """
-    x = float_input("global_avg_pool", "x", x)
+    x = as_float_array("global_avg_pool", "x", x)
     if x.ndim < 3:
         raise ValueError(f"global_avg_pool: x must have rank >= 3 (N, *spatial, C), got shape {tuple(x.shape)}")
     if any(d == 0 for d in x.shape[1:-1]):

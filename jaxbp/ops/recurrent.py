@@ -33,8 +33,7 @@ import numpy as np
 from jax import lax
 
 from jaxbp import reference
-from jaxbp.core import Array, define_op, is_concrete, require_rank
-from jaxbp.ops._inputs import array_input, float_input
+from jaxbp.core import Array, as_array, as_float_array, define_op, is_concrete, require_rank
 from jaxbp.reference.recurrent import keep_where, previous_states, step_mask
 
 
@@ -258,7 +257,7 @@ def _checked_params(op: str, params: Any, bias_keys: tuple[str, ...], num_gates:
     if not isinstance(params, dict) or set(params) != set(keys):
         found = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise ValueError(f"{op}: params must be a dict with keys {list(keys)}, got {found}")
-    checked = {name: float_input(op, f'params["{name}"]', params[name]) for name in keys}
+    checked = {name: as_float_array(op, f'params["{name}"]', params[name]) for name in keys}
     require_rank(op, 'params["w_ih"]', checked["w_ih"], rank=2)
     require_rank(op, 'params["w_hh"]', checked["w_hh"], rank=2)
     hidden_size = checked["w_hh"].shape[0]
@@ -279,7 +278,7 @@ def _checked_params(op: str, params: Any, bias_keys: tuple[str, ...], num_gates:
 
 
 def _checked_sequence(op: str, x: Any, features: int) -> Array:
-    x = float_input(op, "x", x)
+    x = as_float_array(op, "x", x)
     require_rank(op, "x (batch, time, features)", x, rank=3)
     if x.shape[1] == 0:
         raise ValueError(f"{op}: the time axis of x has length 0 (shape {tuple(x.shape)}); need at least one step")
@@ -293,7 +292,7 @@ def _checked_sequence(op: str, x: Any, features: int) -> Array:
 def _checked_state(op: str, name: str, state: Any, batch: int, hidden_size: int, dtype: Any) -> Array:
     if state is None:
         return jnp.zeros((batch, hidden_size), dtype)
-    state = float_input(op, name, state)
+    state = as_float_array(op, name, state)
     if tuple(state.shape) != (batch, hidden_size):
         raise ValueError(
             f"{op}: {name} must have shape (batch, H) = ({batch}, {hidden_size}), got {tuple(state.shape)}"
@@ -306,7 +305,7 @@ def checked_lengths(op: str, lengths: Any, batch: int, time: int) -> Array | Non
     (traced ones are poisoned with NaN by the reference math instead)."""
     if lengths is None:
         return None
-    lengths = array_input(op, "lengths", lengths)
+    lengths = as_array(op, "lengths", lengths)
     if not jnp.issubdtype(lengths.dtype, jnp.integer):
         raise TypeError(f"{op}: lengths must be integers, got dtype {lengths.dtype}")
     if tuple(lengths.shape) != (batch,):

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxbp import reference
-from jaxbp.core import Array, define_op, normalize_axis, require_rank
-from jaxbp.ops._inputs import float_input
+from jaxbp.core import Array, as_float_array, define_op, normalize_axis, require_rank
 from jaxbp.ops.recurrent import checked_lengths
 
 
@@ -49,14 +48,14 @@ def reverse_sequences(x: Array, *, lengths: Array | None = None) -> Array:
     """Reverse every sequence of ``x: (B, T, ...)`` in time, within its length when ``lengths`` is given
     (steps past a length stay where they are), so a backward-in-time RNN reads the real steps first.
     A length outside ``[0, T]`` raises eagerly; under ``jit`` that sequence (and its gradient) is NaN."""
-    x = float_input("reverse_sequences", "x", x)
+    x = as_float_array("reverse_sequences", "x", x)
     require_rank("reverse_sequences", "x (batch, time, ...)", x, min_rank=2)
     return _reverse_sequences(x, checked_lengths("reverse_sequences", lengths, x.shape[0], x.shape[1]))
 
 
 def concatenate(arrays: Sequence[Array], axis: int = -1) -> Array:
     """Join float arrays of equal shape but along ``axis``; the backward splits ``dy`` back."""
-    arrays = tuple(float_input("concatenate", f"arrays[{i}]", a) for i, a in enumerate(arrays))
+    arrays = tuple(as_float_array("concatenate", f"arrays[{i}]", a) for i, a in enumerate(arrays))
     if not arrays:
         raise ValueError("concatenate: needs at least one array")
     axis = normalize_axis("concatenate", axis, arrays[0].ndim)
