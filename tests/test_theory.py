@@ -414,3 +414,45 @@ def test_log_gradient_variance_rate():
         for v in rng.standard_normal((4000, n))
     ]
     assert np.var(logs) * n == pytest.approx(0.5, rel=0.1)
+
+
+def test_log_gradient_variance_homogeneous_activations_have_no_forward_term():
+    """ReLU and linear: χ does not depend on q, so every layer adds κ/N whatever q_1 (5/4 and 1/2)."""
+    for q1 in (0.3, 2.0):
+        assert T.log_gradient_variance(12, 64, q1, 2.0, 0.1, "relu") == pytest.approx(1.25 * 11 / 64)
+    assert T.log_gradient_variance(5, 10, 1.0, 1.0, 0.0, "linear") == pytest.approx(0.5 * 4 / 10)
+
+
+@pytest.mark.parametrize("sigma_w2, sigma_b2", [(None, 0.05), (2.5, 0.0), (1.2, 0.1)])
+def test_log_gradient_variance_per_layer_tends_to_the_deep_rate_and_exceeds_the_backward_term(sigma_w2, sigma_b2):
+    """Started at q*, the layer-wise sum adds κ/N per layer once the end of the network is a few
+    length-relaxation depths away; for tanh κ exceeds the backward-only (3μ2/μ1² − 1)/4: the
+    forward length's fluctuations raise the variance (both correction terms are positive)."""
+    if sigma_w2 is None:
+        sigma_w2 = T.critical_sigma_w2(sigma_b2, "tanh")
+    q_star = T.fixed_point_q(sigma_w2, sigma_b2, "tanh")
+    kappa = T.log_gradient_variance_rate(sigma_w2, sigma_b2, "tanh")
+    width = 100
+    per_layer = T.log_gradient_variance(61, width, q_star, sigma_w2, sigma_b2, "tanh") - T.log_gradient_variance(
+        60, width, q_star, sigma_w2, sigma_b2, "tanh"
+    )
+    assert per_layer * width == pytest.approx(kappa, rel=1e-6)
+    mu1, mu2 = T.derivative_moments(q_star, "tanh")
+    assert kappa > 1.1 * (3 * mu2 / mu1**2 - 1) / 4
+    # the sum is an average of per-layer terms, each below the deep rate near the end of the network
+    assert T.log_gradient_variance(10, width, q_star, sigma_w2, sigma_b2, "tanh") < kappa * 9 / width
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((1, 10, 1.0, 1.0, 0.0, "tanh"), "depth must be an integer >= 2"),
+        ((3.0, 10, 1.0, 1.0, 0.0, "tanh"), "depth must be an integer >= 2"),
+        ((5, 0, 1.0, 1.0, 0.0, "tanh"), "width must be an integer >= 1"),
+        ((5, 10, -1.0, 1.0, 0.0, "tanh"), "q"),
+        ((5, 10, 1.0, 1.0, 0.0, "swish"), "unknown activation"),
+    ],
+)
+def test_log_gradient_variance_rejects_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        T.log_gradient_variance(*args)

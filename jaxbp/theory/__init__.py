@@ -40,7 +40,8 @@ Everything here is plain NumPy (float64); nothing is traced by JAX.
 The package is split by topic: :mod:`._gaussian` (activations and Gaussian quadrature),
 :mod:`._length` (length map, :math:`q^*`, :math:`\chi_1`, the edge of chaos, gradient profiles),
 :mod:`._correlation` (correlation map, :math:`c^*`, :math:`\chi_c`, :math:`\xi_c`) and
-:mod:`._spectrum` (free-probability Jacobian spectra, finite-width fluctuations).
+:mod:`._spectrum` (free-probability Jacobian spectra) and :mod:`._finite_width` (first-order
+finite-width fluctuations of the back-propagated errors).
 """
 
 from jaxbp.theory._correlation import (
@@ -52,6 +53,7 @@ from jaxbp.theory._correlation import (
     fixed_point_c,
     signal_propagation,
 )
+from jaxbp.theory._finite_width import log_gradient_variance, log_gradient_variance_rate
 from jaxbp.theory._gaussian import (
     ACTIVATIONS,
     MAX_HERMITE_DEGREE,
@@ -75,7 +77,6 @@ from jaxbp.theory._spectrum import (
     derivative_moments,
     fuss_catalan_edge,
     jacobian_spectrum_moments,
-    log_gradient_variance_rate,
 )
 
 __all__ = [
@@ -101,6 +102,7 @@ __all__ = [
     "jacobian_spectrum_moments",
     "length_map",
     "log_delta_profile",
+    "log_gradient_variance",
     "log_gradient_variance_rate",
     "predicted_delta_norms",
     "predicted_log_slope",

@@ -38,7 +38,6 @@ __all__ = [
     "derivative_moments",
     "fuss_catalan_edge",
     "jacobian_spectrum_moments",
-    "log_gradient_variance_rate",
 ]
 
 #: First S-transform coefficient s_1 of W W^T for each weight distribution.
@@ -81,20 +80,3 @@ def fuss_catalan_edge(depth: int) -> float:
     if depth < 1:
         raise ValueError(f"fuss_catalan_edge: depth must be >= 1, got {depth!r}")
     return math.exp((depth + 1) * math.log(depth + 1) - depth * math.log(depth))
-
-
-def log_gradient_variance_rate(sigma_w2: float, sigma_b2: float, activation: str, **hyper: float) -> float:
-    r"""Finite-width growth :math:`\kappa` of :math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|) \approx \kappa\,(L-1)/N` for one input.
-
-    One backward step multiplies :math:`\|\delta\|^2` by :math:`(\sigma_w^2/N)\sum_i \phi'(z_i)^2 g_i^2`
-    with :math:`g_i` iid standard normal (the gradient-independence assumption), whose log has
-    variance :math:`(3\mu_2/\mu_1^2 - 1)/N` to first order in :math:`1/N`; the log of the norm
-    (not squared) has a quarter of it, and the :math:`L-1` steps add up:
-    :math:`\kappa = (3\mu_2/\mu_1^2 - 1)/4`.  ReLU: :math:`\mu_2/\mu_1^2 = 2`, :math:`\kappa = 5/4`
-    (Hanin 2018: fluctuations :math:`\propto e^{5\sum_l 1/n_l}` of the squared gradient).
-    """
-    q_star = fixed_point_q(sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper))
-    if math.isinf(q_star):
-        raise ValueError(f"log_gradient_variance_rate: q* = inf at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}")
-    mu1, mu2 = derivative_moments(q_star, activation, **hyper)
-    return (3.0 * mu2 / mu1**2 - 1.0) / 4.0

@@ -266,11 +266,11 @@ def plot_finite_width(results: dict[str, Any], path: Path) -> None:
         )
         ax.plot(
             grid,
-            fit["kappa"] * grid,
+            fit["first_order_slope"] * grid,
             color=color,
             lw=1,
             ls="--",
-            label=f"first-order formula: κ = {fit['kappa']:.2f}",
+            label=f"first-order theory: slope {fit['first_order_slope']:.2f}",
         )
     ax.set(
         xlabel="(L − 1) / N (backward steps per unit of width)",

@@ -28,7 +28,7 @@ from jaxbp import init as initializers
 from jaxbp.studies.vanishing._config import FiniteWidthConfig, GridConfig, Laws
 from jaxbp.studies.vanishing._networks import NetworkSpec, ResolvedInit, build_network, resolve_init, setting_key
 from jaxbp.studies.vanishing._progress import tick
-from jaxbp.studies.vanishing._reference import reference_log_delta_norms
+from jaxbp.studies.vanishing._reference import layer_laws, reference_log_delta_norms
 from jaxbp.studies.vanishing._stats import (
     difference,
     estimate,
@@ -264,9 +264,9 @@ def _mean_field_predictions(
 def finite_width(finite: FiniteWidthConfig, laws: Laws, x_one: jax.Array, key: jax.Array) -> list[dict[str, Any]]:
     r""":math:`\mathrm{Var}\,\ln(\|\delta_1\|/\|\delta_L\|)` over ``finite.seeds`` single-input networks per
     (activation, width, depth), against the exact width-N reference of the same setting
-    (:mod:`._reference`; the verdict compares log variances) and, for scale, the first-order
-    gradient-independence formula :math:`\kappa (L-1)/N` (:func:`jaxbp.theory.log_gradient_variance_rate`),
-    which leaves out the fluctuations of the forward length (exact for ReLU, not for tanh)."""
+    (:mod:`._reference`; the verdict compares log variances) and the derived first-order variance
+    (:func:`jaxbp.theory.log_gradient_variance`: the backward factors and the forward length's
+    fluctuations, from this input's :math:`q_1`), with its deep-network rate :math:`\kappa`."""
     specs = [
         NetworkSpec("relu", "he", label="ReLU + He"),
         NetworkSpec("tanh", "critical", label="tanh at criticality"),
@@ -287,7 +287,9 @@ def finite_width(finite: FiniteWidthConfig, laws: Laws, x_one: jax.Array, key: j
                     finite.reference_factor * finite.seeds,
                 )
                 tick(f"{spec.name} N={width} L={depth}")
-                kappa = theory.log_gradient_variance_rate(resolved.sigma_w2, resolved.sigma_b2, spec.activation)
+                first, _ = layer_laws(spec, resolved, x_one.shape[-1], width, laws)
+                q1 = first.scale**2 * float(jnp.sum(x_one**2)) + first.bias_std**2  # z_1 given x: iid N(0, q1)
+                sigma_w2, sigma_b2 = resolved.sigma_w2, resolved.sigma_b2
                 measured_ratio, reference_ratio = log_delta[:, 0] - log_delta[:, -1], reference[:, 0] - reference[:, -1]
                 records.append({
                     **setting_fields(spec, resolved, depth, width),
@@ -298,7 +300,7 @@ def finite_width(finite: FiniteWidthConfig, laws: Laws, x_one: jax.Array, key: j
                     "reference_variance": variance_estimate(reference_ratio),
                     "log_variance_error": difference(log_variance_estimate(measured_ratio), log_variance_estimate(reference_ratio)),
                     "log_ratio_mean": estimate(measured_ratio),
-                    "kappa": kappa,
-                    "predicted_variance": kappa * (depth - 1) / width,
+                    "kappa": theory.log_gradient_variance_rate(sigma_w2, sigma_b2, spec.activation),
+                    "predicted_variance": theory.log_gradient_variance(depth, width, q1, sigma_w2, sigma_b2, spec.activation),
                 })  # fmt: skip
     return records

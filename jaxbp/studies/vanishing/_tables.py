@@ -165,7 +165,7 @@ def signal_table(results: dict[str, Any]) -> str:
 
 def finite_width_table(results: dict[str, Any]) -> str:
     lines = [
-        "| network | N | L | L/N | Var ln(‖δ_1‖/‖δ_L‖) measured | width-N reference | verdict (log scale) | first-order κ(L−1)/N |",
+        "| network | N | L | L/N | Var ln(‖δ_1‖/‖δ_L‖) measured | width-N reference | verdict (log scale) | first-order theory |",
         "|---|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in results["finite_width"]:
