@@ -98,30 +98,47 @@ _ORDER = tuple(sorted(_DERIVATIVES))
 
 
 @functools.cache
-def _simulator(kind: str, depth: int, width: int) -> Callable:
-    """``jit(vmap(one network))`` over keys; the activation (an index into ``_ORDER``) and the laws'
-    scales are arguments, so one compilation serves every setting of a kind, depth and width."""
+def _layer_sampler(kind: str, count: int, fan_in: int, fan_out: int, dtype: str) -> Callable:
+    """``jit(vmap over seed keys)``: ``count`` ``fan_in x fan_out`` weight matrices per key, at a traced scale.
 
-    def one_network(key: jax.Array, x: jax.Array, scales: jax.Array, which: jax.Array) -> jax.Array:
+    Each stack is drawn by its own computation, finished before the next starts
+    (:func:`simulate_log_delta_norms`): jaxlib 0.10's batched LAPACK kernels (the Cholesky and the
+    triangular solve of :func:`_haar`) wait on the CPU thread pool they run in, so two of them
+    running at once (the first layer's and the hidden layers') can leave no thread to do the
+    work, and the process hangs (seen in about 1 run in 4 at width 128 on 2 cores)."""
+
+    def per_seed(key: jax.Array, scale: jax.Array) -> jax.Array:
+        return jax.vmap(lambda k: _weights(k, kind, scale, fan_in, fan_out, jnp.dtype(dtype)))(
+            jax.random.split(key, count)
+        )
+
+    return jax.jit(jax.vmap(per_seed, in_axes=(0, None)))
+
+
+@functools.cache
+def _simulator(depth: int, width: int) -> Callable:
+    """``jit(vmap(one network))`` over drawn weights and keys; the activation (an index into ``_ORDER``)
+    and the bias scale are arguments, so one compilation serves every setting of a depth and width."""
+
+    def one_network(
+        first: jax.Array, hidden: jax.Array, key: jax.Array, x: jax.Array, bias_std: jax.Array, which: jax.Array
+    ) -> jax.Array:
         def phi(z: jax.Array) -> jax.Array:
             return jax.lax.switch(which, [_DERIVATIVES[name][0] for name in _ORDER], z)
 
         def dphi(z: jax.Array) -> jax.Array:
             return jax.lax.switch(which, [_DERIVATIVES[name][1] for name in _ORDER], z)
 
-        first_key, hidden_key, direction_key, bias_key = jax.random.split(key, 4)
-        hidden = jax.vmap(lambda k: _weights(k, kind, scales[1], width, width, x.dtype))(
-            jax.random.split(hidden_key, depth - 1)
-        )  # (L-1, N, N): W_2 .. W_L
-        biases = scales[2] * jax.random.normal(bias_key, (depth, width), x.dtype)
-        z1 = x @ _weights(first_key, kind, scales[0], x.shape[-1], width, x.dtype) + biases[0]
+        direction_key, bias_key = jax.random.split(key)
+        biases = bias_std * jax.random.normal(bias_key, (depth, width), x.dtype)
+        z1 = x @ first + biases[0]
 
         def forward(z: jax.Array, layer: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
             w, b = layer
             z_next = phi(z) @ w + b
             return z_next, z_next
 
-        _, zs = jax.lax.scan(forward, z1, (hidden, biases[1:]))
+        _, zs = jax.lax.scan(forward, z1, (hidden, biases[1:]))  # hidden: (L-1, N, N), W_2 .. W_L
         zs = jnp.concatenate([z1[None], zs])  # (L, B, N): z_1 .. z_L
         delta = jax.random.normal(direction_key, (x.shape[0], width), x.dtype)
 
@@ -137,7 +154,7 @@ def _simulator(kind: str, depth: int, width: int) -> Callable:
         log_norms = log_last + jnp.cumsum(log_steps[::-1])[::-1]
         return jnp.concatenate([log_norms, log_last[None]])
 
-    return jax.jit(jax.vmap(one_network, in_axes=(0, None, None, None)))
+    return jax.jit(jax.vmap(one_network, in_axes=(0, 0, 0, None, None, None)))
 
 
 #: Seeds simulated at once (bounds the memory of their stacked weights).
@@ -161,11 +178,18 @@ def simulate_log_delta_norms(
         raise ValueError(
             f"simulate_log_delta_norms: the first and hidden laws differ in kind or bias: {first}, {hidden}"
         )
-    scales = jnp.asarray([first.scale, hidden.scale, first.bias_std], x.dtype)
-    keys = jax.random.split(key, seeds)
-    run, which = _simulator(first.kind, depth, width), _ORDER.index(activation)
-    chunk = min(SEED_CHUNK, seeds)
-    parts = [np.asarray(run(keys[i : i + chunk], x, scales, which), np.float64) for i in range(0, seeds, chunk)]
+    dtype = jnp.dtype(x.dtype).name
+    draw_first = _layer_sampler(first.kind, 1, x.shape[-1], width, dtype)
+    draw_hidden = _layer_sampler(hidden.kind, depth - 1, width, width, dtype)
+    run, which = _simulator(depth, width), _ORDER.index(activation)
+    bias_std = jnp.asarray(first.bias_std, x.dtype)
+    parts = []
+    for start in range(0, seeds, SEED_CHUNK):
+        chunk_keys = jax.random.split(jax.random.fold_in(key, start), 3 * min(SEED_CHUNK, seeds - start))
+        first_keys, hidden_keys, network_keys = jnp.split(chunk_keys, 3)
+        first_w = jax.block_until_ready(draw_first(first_keys, jnp.asarray(first.scale, x.dtype)))[:, 0]
+        hidden_w = jax.block_until_ready(draw_hidden(hidden_keys, jnp.asarray(hidden.scale, x.dtype)))
+        parts.append(np.asarray(run(first_w, hidden_w, network_keys, x, bias_std, which), np.float64))
     return np.concatenate(parts)
 
 
