@@ -10,7 +10,8 @@
   run; any other ``python``/``py`` info string is an error, so no block escapes silently.
   A page whose examples need an optional package says so in a comment,
   ``<!-- requires: flax equinox -->``, and is skipped when one is not installed.
-* docs/performance.md is what tools/performance_page.py writes from the JSON it names.
+* docs/performance.md is what tools/performance_page.py writes from the JSON it names, and
+  the README's study section is what tools/study_readme.py copies from the default report.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def test_fence_rules_reject_an_unmarked_block():
     with pytest.raises(AssertionError, match="title="):
         python_blocks("```py\nx = 1\n```\n", "page.md")
     assert python_blocks(f"```{FRAGMENT}\nx = 1\n```\n```python\ny = 2\n```\n", "page.md") == [(5, "y = 2")]
+
+
+def test_readme_study_section_is_the_default_reports_findings():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "study_readme.py"), "--check"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_performance_page_is_generated_from_its_json():

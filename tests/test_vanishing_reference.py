@@ -201,3 +201,28 @@ def test_verdicts_are_calibrated_on_skewed_data_where_the_null_holds():
     two = [rng.lognormal(0.0, 1.0, 2) for _ in range(300)]
     assert all(_stats.assess(_stats.difference(_stats.estimate(s), 1.6487))["verdict"] == "no verdict" for s in two)
     assert "| 0." in _calibration.calibration_table(rows)
+
+
+def test_finite_width_experiment_runs_tiny_and_its_backward_only_column_is_the_first_order_formula(tmp_path, capsys):
+    """experiments/finite_width_variance.py on tiny shapes: a row per (network, shape), the table
+    printed, the JSON written; for ReLU its backward-only column equals the derived value (no
+    forward term), for tanh it lies below."""
+    import importlib.util
+    import json
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "finite_width_variance.py"
+    spec = importlib.util.spec_from_file_location("finite_width_variance", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "fw.json"
+    assert module.main(["--tiny", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 2 * len(module.NETWORKS)
+    assert "| sim / derived |" in capsys.readouterr().out
+    for row in rows:
+        assert row["simulated"] > 0 and row["simulated_se"] > 0
+        if row["activation"] == "relu":
+            assert row["backward_only"] == pytest.approx(row["derived"])
+        else:
+            assert row["backward_only"] < row["derived"]

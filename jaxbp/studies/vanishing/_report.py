@@ -47,6 +47,19 @@ def finite_or_none(value: Any) -> Any:
     return value
 
 
+def run_line(results: dict[str, Any]) -> str:
+    """When, where and how long: the run's environment and total time (once known) from ``results``."""
+    env = results["environment"]
+    total = results.get("timing", {}).get("total_s")
+    took = "" if total is None else f"; the study took {total:.0f} s"
+    load = env.get("load_average_at_start")
+    load_text = "" if load is None else f", load average at start {load[0]:.2f}"
+    return (
+        f"Run started {env['started']} ({env['cpu_count']} CPUs{load_text}, "
+        f"JAX {env['jax']} on {env['backend']}, Python {env['python']}){took}."
+    )
+
+
 def write_report(results: dict[str, Any], out_dir: Path) -> Path:
     """Write ``report.md`` (findings, figures, tables, calibration) and ``slope_table.md``."""
     config = results["config"]["grid"]
@@ -65,6 +78,7 @@ def write_report(results: dict[str, Any], out_dir: Path) -> Path:
             f"{config['width']}, {config['seeds']} seeds, a batch of {config['batch_size']} digits images, float64, "
             "loss ⟨f(x), v⟩ for a random direction v (so δ_L = v)."
         ),
+        run_line(results),
         "## Findings\n\n" + "\n".join(f"- {text}" for text in findings(results)),
         (
             "## 1. Gradient norm per layer vs depth\n\n![gradient norms by depth](gradient_norms_by_depth.png)\n\n"
