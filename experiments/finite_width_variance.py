@@ -38,7 +38,9 @@ SHAPES = ((64, 17), (128, 9), (128, 17))
 INPUT_FEATURES = 16
 
 
-def backward_only_variance(depth: int, width: int, q1: float, sigma_w2: float, sigma_b2: float, activation: str) -> float:
+def backward_only_variance(
+    depth: int, width: int, q1: float, sigma_w2: float, sigma_b2: float, activation: str
+) -> float:
     """Σ_l (3μ2/μ1² − 1)/(4N) along the mean-field lengths: the formula without the forward terms."""
     total, q = 0.0, q1
     for _ in range(depth - 1):
