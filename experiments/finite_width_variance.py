@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error(f"--seeds must be >= 2, got {args.seeds}")
-    shapes, seeds = ((8, 4), (16, 4)) if args.tiny else SHAPES, 64 if args.tiny else args.seeds
+    shapes, seeds = ((16, 4), (32, 4)) if args.tiny else SHAPES, 64 if args.tiny else args.seeds
     rows, start = [], time.perf_counter()
     for index, (label, activation, sigma_w2, sigma_b2) in enumerate(NETWORKS):
         if sigma_w2 is None:

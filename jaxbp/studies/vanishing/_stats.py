@@ -57,11 +57,24 @@ def variance_estimate(samples: Any) -> dict[str, float | int | None]:
 
 
 def log_variance_estimate(samples: Any) -> dict[str, float | int | None]:
-    r""":math:`\ln s^2` and its delta-method standard error (the s.e. of :func:`variance_estimate` over :math:`s^2`)."""
-    v = variance_estimate(samples)
-    if v["mean"] is None or v["se"] is None or not v["mean"] > 0:
-        return {"mean": None, "se": None, "n": v["n"], "df": None}
-    return {"mean": math.log(v["mean"]), "se": v["se"] / v["mean"], "n": v["n"], "df": v["df"]}
+    r""":math:`\ln s^2` and its jackknife standard error.
+
+    The leave-one-out variances are :math:`s^2_{(i)} = (SS - \tfrac{n}{n-1}(x_i - \bar x)^2)/(n-2)`
+    and the s.e. is :math:`\sqrt{\tfrac{n-1}{n}\sum_i (\ln s^2_{(i)} - \overline{\ln s^2_{(\cdot)}})^2}`.
+    The delta-method s.e. from the sample fourth moment (:func:`variance_estimate` over :math:`s^2`)
+    runs small on the study's heavy-tailed log ratios: resampled under the null, its Welch test fired
+    at 0.016 and 0.021 for a nominal 0.01 (64 vs 128 and 64 vs 256 seeds, the default's and
+    ``--full``'s finite-width pools of 2026-12-03), the jackknife's at 0.011 and 0.012."""
+    values = np.asarray(samples, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    n = int(values.size)
+    deviations = values - values.mean() if n else values
+    total = float(np.sum(deviations**2))
+    if n < 4 or not total > 0:
+        return {"mean": None, "se": None, "n": n, "df": None}
+    leave_one_out = np.log(np.maximum(total - n / (n - 1) * deviations**2, np.finfo(float).tiny) / (n - 2))
+    se = math.sqrt((n - 1) / n * float(np.sum((leave_one_out - leave_one_out.mean()) ** 2)))
+    return {"mean": math.log(total / (n - 1)), "se": se, "n": n, "df": n - 1}
 
 
 def difference(a: dict[str, Any], b: dict[str, Any] | float | None) -> dict[str, Any]:
