@@ -155,15 +155,6 @@ def test_each_section_config_holds_only_its_own_settings_and_the_cli_overrides_r
     assert json.loads(json.dumps(config.to_dict()))["finite_width"]["reference_factor"] == 2
 
 
-def test_a_run_without_the_trainability_grid_says_so_and_draws_no_heatmap(tiny_run, tmp_path, monkeypatch):
-    results = {k: v for k, v in _report.finite_or_none(tiny_run[2]).items() if k != "trainability"}
-    monkeypatch.setattr(_report, "FIGURES", {"trainability.png": _report.FIGURES["trainability.png"]})
-    _report.write_outputs(results, tmp_path)
-    assert not (tmp_path / "trainability.png").exists()
-    report = (tmp_path / "report.md").read_text()
-    assert "trainability.png" not in report and "`--full` runs it" in report
-
-
 def test_config_and_spec_validation():
     with pytest.raises(ValueError, match="depths"):
         V.GridConfig(depths=(3,))
@@ -447,3 +438,12 @@ def test_input_norm_rate_reduces_to_half_log_chi_for_a_fixed_input_norm_and_move
     # one feature: u ~ chi^2_1 fluctuates strongly, so the expected rate moves off ½ ln chi
     fluctuating = _across_time.input_norm_rate(1.0, 0.25, 0.05, 1, 30, 8, window, replicates=400)
     assert abs(fluctuating - half_log_chi) > 0.01
+
+
+def test_a_run_without_the_trainability_grid_says_so_and_draws_no_heatmap(tiny_run, tmp_path, monkeypatch):
+    results = {k: v for k, v in _report.finite_or_none(tiny_run[2]).items() if k != "trainability"}
+    monkeypatch.setattr(_report, "FIGURES", {"trainability.png": _report.FIGURES["trainability.png"]})
+    _report.write_outputs(results, tmp_path)
+    assert not (tmp_path / "trainability.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    assert "trainability.png" not in report and "`--full` runs it" in report
