@@ -108,8 +108,13 @@ def test_relu_finite_width_offset_and_variance_match_the_first_order_formulas():
     assert variance == pytest.approx(kappa * (depth - 1) / width, rel=0.15)
 
 
-def numpy_log_ratio_one_input(rng, x, activation, depth, width, sigma_w2, sigma_b2, seeds):
-    """ln(‖δ_1‖/‖δ_L‖) of ``seeds`` Gaussian networks on one input ``x`` (shape ``(d,)``), all seeds at once."""
+def numpy_log_ratio_one_input(rng, x, activation, depth, width, sigma_w2, sigma_b2, seeds, chunk=250):
+    """ln(‖δ_1‖/‖δ_L‖) of ``seeds`` Gaussian networks on one input ``x`` (shape ``(d,)``), ``chunk`` at a
+    time (all their weights are held for the backward pass: 1500 networks of N = 128 would take 1.8 GB)."""
+    if seeds > chunk:
+        sizes = [chunk] * (seeds // chunk) + ([seeds % chunk] if seeds % chunk else [])
+        args = (rng, x, activation, depth, width, sigma_w2, sigma_b2)
+        return np.concatenate([numpy_log_ratio_one_input(*args, size, chunk) for size in sizes])
     phi = {"tanh": np.tanh, "relu": lambda z: np.maximum(z, 0)}[activation]
     dphi = {"tanh": lambda z: 1 - np.tanh(z) ** 2, "relu": lambda z: (z > 0).astype(float)}[activation]
     h, weights, zs = np.broadcast_to(x, (seeds, x.size)), [], []

@@ -3,9 +3,10 @@ r"""The exact width-N reference: the study's networks simulated directly, withou
 Mean-field theory is exact only as :math:`N \to \infty`.  At width :math:`N` the study measures
 :math:`\mathbb E \ln\|\delta_l\|`, which differs from :math:`\tfrac12 \ln \mathbb E\|\delta_l\|^2` by
 :math:`O(1/N)` per layer, and the fluctuations of the forward length :math:`q_l` feed back into
-the backward factors (for tanh, whose :math:`\chi` depends on :math:`q`).  Rather than a
-first-order formula that misses some of these terms, the prediction the verdicts use is a
-Monte-Carlo of the *same* setting: same inputs, widths, depth, weight and bias laws, loss
+the backward factors (for tanh, whose :math:`\chi` depends on :math:`q`).  The first-order
+formula (:func:`jaxbp.theory.log_gradient_variance`) covers the variance for one input with
+Gaussian weights; the verdicts also need the mean, a batch and orthogonal weights, so the
+prediction they use is a Monte-Carlo of the *same* setting: same inputs, widths, depth, weight and bias laws, loss
 direction :math:`\delta_L = v`, run here in plain ``jax.numpy`` with the forward pass and the
 backward recursion
 
