@@ -80,7 +80,12 @@ def lecun_uniform() -> Initializer:
 
 
 def orthogonal(gain: float = 1.0) -> Initializer:
-    """A (semi-)orthogonal matrix times ``gain``: all singular values equal ``gain``."""
+    """A (semi-)orthogonal matrix times ``gain``: all singular values equal ``gain``.
+
+    Drawn by a QR factorization (LAPACK on CPU).  With jaxlib 0.10.2, ``jit(vmap(init))`` over
+    several orthogonal layers can hang on CPU (the batched QR kernels wait on the thread pool
+    they run in); draw many seeds with ``jax.lax.map`` inside ``jit`` or ``vmap`` outside it
+    (docs/concepts.md, "Layers and networks")."""
     return initializers.orthogonal(gain)
 
 
