@@ -42,12 +42,11 @@ def backward_only_variance(
     depth: int, width: int, q1: float, sigma_w2: float, sigma_b2: float, activation: str
 ) -> float:
     """Σ_l (3μ2/μ1² − 1)/(4N) along the mean-field lengths: the formula without the forward terms."""
-    total, q = 0.0, q1
-    for _ in range(depth - 1):
-        mu1, mu2 = theory.derivative_moments(q, activation)
-        total += 3 * mu2 / mu1**2 - 1
-        q = theory.length_map(q, sigma_w2, sigma_b2, activation)
-    return total / (4 * width)
+    moments = (
+        theory.derivative_moments(q, activation)
+        for q in theory.mean_field_lengths(q1, depth - 1, sigma_w2, sigma_b2, activation)
+    )
+    return sum(3 * mu2 / mu1**2 - 1 for mu1, mu2 in moments) / (4 * width)
 
 
 def measure(

@@ -446,9 +446,9 @@ def test_log_gradient_variance_per_layer_tends_to_the_deep_rate_and_exceeds_the_
 @pytest.mark.parametrize(
     "args, match",
     [
-        ((1, 10, 1.0, 1.0, 0.0, "tanh"), "depth must be an integer >= 2"),
-        ((3.0, 10, 1.0, 1.0, 0.0, "tanh"), "depth must be an integer >= 2"),
-        ((5, 0, 1.0, 1.0, 0.0, "tanh"), "width must be an integer >= 1"),
+        ((1, 10, 1.0, 1.0, 0.0, "tanh"), "log_gradient_variance: depth must be an int >= 2"),
+        ((3.0, 10, 1.0, 1.0, 0.0, "tanh"), "log_gradient_variance: depth must be a static int"),
+        ((5, 0, 1.0, 1.0, 0.0, "tanh"), "log_gradient_variance: width must be a positive int"),
         ((5, 10, -1.0, 1.0, 0.0, "tanh"), "q"),
         ((5, 10, 1.0, 1.0, 0.0, "swish"), "unknown activation"),
     ],

@@ -69,6 +69,7 @@ from jaxbp.theory._length import (
     fixed_point_q,
     length_map,
     log_delta_profile,
+    mean_field_lengths,
     predicted_delta_norms,
     predicted_log_slope,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "log_delta_profile",
     "log_gradient_variance",
     "log_gradient_variance_rate",
+    "mean_field_lengths",
     "predicted_delta_norms",
     "predicted_log_slope",
     "signal_propagation",

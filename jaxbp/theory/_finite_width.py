@@ -55,7 +55,9 @@ from jaxbp.theory._gaussian import (
     activation_and_derivative,
     gaussian_expectation,
 )
-from jaxbp.theory._length import fixed_point_q, length_map
+from jaxbp.theory._length import fixed_point_q, mean_field_lengths
+from jaxbp.theory._spectrum import derivative_moments
+from jaxbp.validation import positive_int, static_int
 
 __all__ = ["log_gradient_variance", "log_gradient_variance_rate"]
 
@@ -74,13 +76,10 @@ class _Moments(NamedTuple):
 
 def _moments(q: float, sigma_w2: float, activation: str, hyper: dict[str, float]) -> _Moments:
     phi, dphi = activation_and_derivative(activation, **hyper)
-
-    def expect(fn, at: float = q) -> float:  # type: ignore[no-untyped-def]
-        return gaussian_expectation(fn, at)
-
-    mu1, mu2 = expect(lambda u: dphi(u) ** 2), expect(lambda u: dphi(u) ** 4)
-    v1, v2 = expect(lambda u: phi(u) ** 2), expect(lambda u: phi(u) ** 4)
-    cross = expect(lambda u: phi(u) ** 2 * dphi(u) ** 2)
+    expect = gaussian_expectation
+    mu1, mu2 = derivative_moments(q, activation, **hyper)
+    v1, v2 = expect(lambda u: phi(u) ** 2, q), expect(lambda u: phi(u) ** 4, q)
+    cross = expect(lambda u: phi(u) ** 2 * dphi(u) ** 2, q)
     c = _homogeneous_c(activation, hyper)
     if c is not None:  # chi = c sigma_w2 whatever q; V = c q
         log_chi_slope, length_slope = 0.0, sigma_w2 * c
@@ -98,11 +97,6 @@ def _layer_term(m: _Moments, sigma_w2: float, reach: float) -> float:
     return m.backward + 2 * sigma_w2 * reach * m.covariance + sigma_w2**2 * reach**2 * m.forward
 
 
-def _check_positive_int(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"log_gradient_variance: {name} must be an integer >= {minimum}, got {value!r}")
-
-
 def log_gradient_variance(
     depth: int, width: int, q1: float, sigma_w2: float, sigma_b2: float, activation: str, **hyper: float
 ) -> float:
@@ -111,12 +105,10 @@ def log_gradient_variance(
     and first-layer weight variance :math:`\sigma_w^2/d`: :math:`q_1 = \sigma_w^2\|x\|^2/d + \sigma_b^2`),
     activation after every layer but the last, loss linear in :math:`z_L`.  See the module docstring."""
     h = _check_activation(activation, hyper)
-    _check_positive_int("depth", depth, 2)
-    _check_positive_int("width", width, 1)
+    depth = static_int("log_gradient_variance", "depth", depth, minimum=2)
+    width = positive_int("log_gradient_variance", "width", width)
     _check_q(q1)
-    lengths = [float(q1)]
-    for _ in range(depth - 2):  # q_1 .. q_{L-1}: the layers with an activation
-        lengths.append(length_map(lengths[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, h)))
+    lengths = mean_field_lengths(q1, depth - 1, sigma_w2, sigma_b2, activation, **h)  # the layers with an activation
     moments = [_moments(q, sigma_w2, activation, h) for q in lengths]
     total, reach = 0.0, 0.0  # R_{L-1} = 0
     for index in range(depth - 2, -1, -1):  # l = L-1 .. 1

@@ -312,6 +312,17 @@ def chi_at_q(q: float, sigma_w2: float, activation: str, **hyper: float) -> floa
     return sigma_w2 * _expect_sq(dphi, q, None)
 
 
+def mean_field_lengths(
+    q1: float, count: int, sigma_w2: float, sigma_b2: float, activation: str, **hyper: float
+) -> list[float]:
+    r"""The lengths :math:`q_1, \dots, q_{\text{count}}` of the length map started at ``q1``
+    (:math:`q_{l+1} = \mathcal L(q_l)`): the layers a backward pass through ``count + 1`` layers sees."""
+    qs = [float(q1)]
+    for _ in range(count - 1):
+        qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper)))
+    return qs[:count]  # count 0: a one-layer network's backward pass sees no length
+
+
 def log_delta_profile(
     q1: float,
     depth: int,
@@ -330,8 +341,6 @@ def log_delta_profile(
     """
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
         raise ValueError(f"log_delta_profile: depth must be a positive integer, got {depth!r}")
-    qs = [float(q1)]
-    for _ in range(depth - 2):
-        qs.append(length_map(qs[-1], sigma_w2, sigma_b2, activation, **cast(_Hyper, hyper)))
-    half_log_chi = np.array([0.5 * math.log(chi_at_q(q, sigma_w2, activation, **hyper)) for q in qs[: depth - 1]])
+    qs = mean_field_lengths(q1, depth - 1, sigma_w2, sigma_b2, activation, **hyper)
+    half_log_chi = np.array([0.5 * math.log(chi_at_q(q, sigma_w2, activation, **hyper)) for q in qs])
     return np.append(np.cumsum(half_log_chi[::-1])[::-1], 0.0)
