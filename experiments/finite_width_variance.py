@@ -7,7 +7,7 @@ factors plus the forward length's fluctuations, docs/study.md) and the backward-
 (the first-order formula without the forward terms).  The gap between simulation and the
 derived value is the O(1/N²) part the derivation leaves out.
 
-Run: PYTHONPATH=$PWD python experiments/finite_width_variance.py [--seeds 4000] [--tiny] [--out results/finite_width_variance.json]
+Run: PYTHONPATH=$PWD python experiments/finite_width_variance.py [--seeds 4000] [--tiny] [--out results/finite_width_variance.json] [--overwrite]
 """
 
 from __future__ import annotations
@@ -96,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4000)
     parser.add_argument("--tiny", action="store_true", help="two small shapes, 64 seeds (a smoke run)")
     parser.add_argument("--out", type=Path, default=Path("results/finite_width_variance.json"))
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error(f"--seeds must be >= 2, got {args.seeds}")
+    if args.out.exists() and not args.overwrite:
+        parser.error(f"{args.out} exists; pass --overwrite to replace it")
     shapes, seeds = ((16, 4), (32, 4)) if args.tiny else SHAPES, 64 if args.tiny else args.seeds
     rows, start = [], time.perf_counter()
     for index, (label, activation, sigma_w2, sigma_b2) in enumerate(NETWORKS):

@@ -242,6 +242,8 @@ def test_finite_width_experiment_runs_tiny_and_its_backward_only_column_is_the_f
     spec.loader.exec_module(module)
     out = tmp_path / "fw.json"
     assert module.main(["--tiny", "--out", str(out)]) == 0
+    with pytest.raises(SystemExit):  # an existing result is not replaced silently
+        module.main(["--tiny", "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 2 * len(module.NETWORKS)
     assert "| sim / derived |" in capsys.readouterr().out
